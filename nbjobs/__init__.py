@@ -1,0 +1,1 @@
+"""nbjobs: Databricks Lakeflow Jobs for Jupyter."""
