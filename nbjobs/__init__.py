@@ -1,1 +1,62 @@
-"""nbjobs: Databricks Lakeflow Jobs for Jupyter."""
+"""nbjobs: Databricks Lakeflow Jobs for Jupyter.
+
+Names load lazily, so `from nbjobs import dbutils` inside a task stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConditionTask": "nbjobs.spec",
+    "ForEachTask": "nbjobs.spec",
+    "InvalidParameterValue": "nbjobs.service",
+    "InvalidState": "nbjobs.service",
+    "JobDefinitionError": "nbjobs.spec",
+    "JobParameterDefinition": "nbjobs.spec",
+    "JobSettings": "nbjobs.spec",
+    "LifeCycleState": "nbjobs.states",
+    "NbjobsError": "nbjobs.service",
+    "NotebookTask": "nbjobs.spec",
+    "Problem": "nbjobs.spec",
+    "ResourceDoesNotExist": "nbjobs.service",
+    "ResultState": "nbjobs.states",
+    "RunEvent": "nbjobs.runner",
+    "RunIf": "nbjobs.states",
+    "RunJobTask": "nbjobs.spec",
+    "SparkPythonTask": "nbjobs.spec",
+    "Task": "nbjobs.spec",
+    "TaskDependency": "nbjobs.spec",
+    "Workspace": "nbjobs.service",
+    "dbutils": "nbjobs.kernel",
+    "load_job": "nbjobs.spec",
+    "validate_job_settings": "nbjobs.spec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbjobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel import dbutils
+    from .runner import RunEvent
+    from .service import (InvalidParameterValue, InvalidState, NbjobsError, ResourceDoesNotExist,
+                          Workspace)
+    from .spec import (ConditionTask, ForEachTask, JobDefinitionError, JobParameterDefinition, JobSettings,
+                       NotebookTask, Problem, RunJobTask, SparkPythonTask, Task, TaskDependency, load_job,
+                       validate_job_settings)
+    from .states import LifeCycleState, ResultState, RunIf

@@ -1,0 +1,545 @@
+"""Validation of a job definition: every problem at once, each naming the field path and a fix."""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..states import ConditionOp, RunIf
+from .models import SUPPORTED_TASK_TYPES, TASK_TYPES, JobSettings, Task, as_text
+
+_TASK_FIELDS = frozenset(Task.model_fields)
+_RUN_IFS = [str(v) for v in RunIf]
+_OPS = [str(v) for v in ConditionOp]
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+_PARAM_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_REMOTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # dbfs:/, s3://, ... (not a C: drive)
+_RUNNABLE = "notebook_task, spark_python_task, condition_task, for_each_task or run_job_task"
+_REF_FIX = ("correct the reference: job.parameters.<name> needs a declared job parameter, "
+            "tasks.<task_key> a task this one depends on (directly or not)")
+
+
+def _sentence(text: str) -> str:
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a job definition: where (field path), what, and how to fix it."""
+    path: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        out = _sentence(f"{self.path}: {self.message}" if self.path else self.message)
+        return f"{out} Fix: {_sentence(self.fix)}" if self.fix else out
+
+
+class JobDefinitionError(ValueError):
+    """A job definition with problems; ``problems`` lists them all."""
+
+    def __init__(self, problems: Iterable[Problem], source: str | os.PathLike | None = None):
+        self.problems: list[Problem] = list(problems)
+        self.source = str(source) if source is not None else None
+        super().__init__(str(self))
+
+    def __reduce__(self):  # keep the problems when pickled (across processes)
+        return (type(self), (self.problems, self.source))
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source}: " if self.source else ""
+        lines = [f"{head}invalid job definition, {n} problem{'s' if n != 1 else ''}:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+# -- source files ------------------------------------------------------------------------------
+
+_SUFFIXES = {"notebook": ("", ".ipynb", ".py"), "script": ("", ".py")}
+
+
+def is_remote_path(path: str) -> bool:
+    """``dbfs:/...``, ``s3://...``: a URI, not a local path."""
+    return bool(_REMOTE_RE.match(path))
+
+
+def source_candidates(path: str, base_dir: Path, kind: str = "file") -> list[Path]:
+    """Absolute paths tried for ``path`` (relative to ``base_dir``), in order; kind: notebook/script/file."""
+    p = Path(os.path.expanduser(path))
+    full = Path(os.path.abspath(p if p.is_absolute() else Path(base_dir) / p))
+    if full.suffix.lower() in (".ipynb", ".py"):
+        return [full]
+    return [Path(str(full) + suffix) for suffix in _SUFFIXES.get(kind, ("",))]
+
+
+def find_source_file(path: str, base_dir: Path, kind: str = "file") -> Path | None:
+    """The existing file for ``path`` with the extension fallback (``x`` → ``x.ipynb``, ``x.py``)."""
+    for candidate in source_candidates(path, base_dir, kind):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# -- graph ---------------------------------------------------------------------------------------
+
+def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """A dependency cycle as ``[a, b, c, a]`` (each runs before the next), or None.
+
+    ``deps`` maps a task key to the keys it depends on; unknown keys are ignored.
+    """
+    graph = {k: [u for u in ups if u in deps] for k, ups in deps.items()}
+    state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = done
+    for start in graph:
+        if state.get(start):
+            continue
+        stack: list[tuple[str, Iterable[str]]] = [(start, iter(graph[start]))]
+        path = [start]
+        state[start] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt):]  # each depends on the next
+                cycle.reverse()  # each runs before the next
+                first = min(range(len(cycle)), key=lambda i: list(graph).index(cycle[i]))
+                cycle = cycle[first:] + cycle[:first]
+                return cycle + [cycle[0]]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(graph[nxt])))
+    return None
+
+
+def _upstream_closure(deps: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Every task's transitive upstream keys (cycles tolerated), in declaration order."""
+    order = list(deps)
+    out: dict[str, list[str]] = {}
+    for key in deps:
+        seen: set[str] = set()
+        todo = list(deps[key])
+        while todo:
+            k = todo.pop()
+            if k in seen or k not in deps:
+                continue
+            seen.add(k)
+            todo.extend(deps[k])
+        seen.discard(key)
+        out[key] = [k for k in order if k in seen]
+    return out
+
+
+# -- pydantic errors -----------------------------------------------------------------------------
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, str):
+        return repr(value)
+    return f"{value!r}"
+
+
+_FIELD_FIX = {
+    "task_key": "give every task a unique task_key (letters, digits, _ and -)",
+    "notebook_path": "set notebook_path to the notebook file, relative to the file that declares the task",
+    "python_file": "set python_file to the script, relative to the file that declares the task",
+    "inputs": 'set inputs to a JSON array such as "[1, 2]" or a {{...}} reference to one',
+    "task": "add the task to run for each input (task_key and one task type)",
+    "default": 'give the parameter a default value ("" for empty)',
+    "name": "give the parameter a name",
+    "job_id": "set job_id to the id of the job to run",
+}
+_TEXT_MAPS = ("base_parameters", "parameters", "job_parameters", "tags")
+
+
+def _type_problem(err: dict, loc_path: str) -> Problem:
+    kind, value = err["type"], err.get("input")
+    loc = [x for x in err["loc"] if isinstance(x, str)]
+    field = loc[-1] if loc else ""
+    if kind == "missing":
+        return Problem(loc_path, "a value is required", _FIELD_FIX.get(field, f"add {field}"))
+    if kind == "string_type":
+        if any(m in loc for m in _TEXT_MAPS):
+            return Problem(loc_path, f"must be text, not {_show(value)}",
+                           "parameter values are strings: write a structured value as quoted JSON text")
+        return Problem(loc_path, f"must be text, not {_show(value)}", "write the value as a string")
+    if kind.startswith("int_"):
+        return Problem(loc_path, f"must be a whole number, not {_show(value)}", "write an integer")
+    if kind.startswith("bool_"):
+        return Problem(loc_path, f"must be true or false, not {_show(value)}", "write true or false")
+    if kind == "list_type":
+        hint = "write depends_on: [{task_key: other}]" if field == "depends_on" else "write a list"
+        return Problem(loc_path, f"must be a list, not {_show(value)}", hint)
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return Problem(loc_path, f"must be a map of fields, not {_show(value)}", "write a map (key: value)")
+    return Problem(loc_path, err.get("msg", "invalid value"), "correct the value")
+
+
+def _loc_path(loc: tuple, data: Any) -> str:
+    """A pydantic error location as a field path naming tasks: ``tasks[2] (silver).run_if``."""
+    out = ""
+    node, prev = data, None
+    for item in loc:
+        if isinstance(item, int):
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+            out += f"[{item}]"
+            if prev == "tasks":
+                out += _key_label(node)
+        else:
+            if not isinstance(node, dict):
+                continue  # a union member tag ("int", "str"), not a field
+            node = node.get(item)
+            out += f".{item}" if out else str(item)
+            if item == "task" and prev == "for_each_task":
+                out += _key_label(node)
+        prev = item
+    return out
+
+
+def _key_label(task: Any) -> str:
+    key = as_text(task.get("task_key")) if isinstance(task, dict) else None
+    return f" ({key})" if isinstance(key, str) and key else ""
+
+
+# -- the checker ---------------------------------------------------------------------------------
+
+def validate_job_settings(data: Any, *, base_dir: Path | None = None) -> list[Problem]:
+    """Every problem of a JobSettings dict (types and semantics); empty when the job is valid.
+
+    With ``base_dir``, notebook and script paths must name existing files (relative paths are
+    taken relative to ``base_dir``).
+    """
+    if not isinstance(data, Mapping):
+        return [Problem("", f"the job definition must be a map of JobSettings fields, not {_show(data)}",
+                        "write name:, tasks: ... at the top level")]
+    return _Checker(data, base_dir).run()
+
+
+class _Checker:
+    def __init__(self, data: Mapping, base_dir: Path | None):
+        self.data = data
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.problems: list[Problem] = []
+        self.typed_paths: set[str] = set()
+        self.git = data.get("git_source") is not None
+        self._refs: Any = None
+        self.labels: list[str] = []
+        self.by_key: dict[str, dict] = {}
+        self.keys: list[str] = []
+        self.params: list[str] = []
+        self.suppressed: tuple[str, ...] = ()  # paths below a nested for_each (one problem says it all)
+
+    def add(self, path: str, message: str, fix: str = "") -> None:
+        if path not in self.typed_paths:
+            self.problems.append(Problem(path, message, fix))
+
+    def run(self) -> list[Problem]:
+        try:
+            JobSettings.model_validate(dict(self.data))
+        except ValidationError as exc:
+            for err in exc.errors():
+                path = _loc_path(err["loc"], self.data)
+                if path not in self.typed_paths:
+                    self.typed_paths.add(path)
+                    self.problems.append(_type_problem(err, path))
+        self.check_job()
+        problems = [p for p in self.problems if not p.path.startswith(self.suppressed)]
+        return sorted(problems, key=_order)
+
+    # job level
+    def check_job(self) -> None:
+        data = self.data
+        tasks = data.get("tasks")
+        if tasks is None or tasks == []:
+            self.add("tasks", "a job needs at least one task",
+                     "add tasks: with at least one task (task_key and one task type)")
+        tasks = tasks if isinstance(tasks, list) else []
+        for field in ("max_concurrent_runs", "timeout_seconds"):
+            self.check_range(field, data.get(field), 0, 1000 if field == "max_concurrent_runs" else None)
+        for i, task in enumerate(tasks):
+            label = f"tasks[{i}]" + _key_label(task)
+            self.labels.append(label)
+            key = as_text(task.get("task_key")) if isinstance(task, dict) else None
+            if isinstance(key, str):
+                if key in self.by_key:
+                    first = next(j for j, t in enumerate(tasks) if t is self.by_key[key])
+                    self.add(f"{label}.task_key", f"task_key '{key}' is already used by tasks[{first}]",
+                             "give every task a unique task_key")
+                else:
+                    self.by_key[key] = task
+        self.keys = list(self.by_key)
+        self.deps = {k: [d for d in self.dep_keys(t) if d in self.by_key and d != k]
+                     for k, t in self.by_key.items()}
+        self.upstream = _upstream_closure(self.deps)
+        self.params = self.check_parameters(data.get("parameters"))
+
+        for i, task in enumerate(tasks):
+            if isinstance(task, dict):
+                key = as_text(task.get("task_key"))
+                ups = self.upstream.get(key, []) if isinstance(key, str) else []
+                self.check_task(task, self.labels[i], ups, nested=False)
+                self.check_depends_on(task, self.labels[i], key)
+
+        cycle = find_cycle(self.deps)
+        if cycle:
+            i = next(i for i, t in enumerate(tasks) if t is self.by_key[cycle[0]])
+            self.add(f"{self.labels[i]}.depends_on", "the tasks depend on each other in a cycle: "
+                     + " -> ".join(cycle) + " (each runs before the next)",
+                     "remove one of these dependencies so the tasks form a DAG")
+
+    def check_parameters(self, params: Any) -> list[str]:
+        names: list[str] = []
+        if not isinstance(params, list):
+            return names
+        for i, p in enumerate(params):
+            if not isinstance(p, dict):
+                continue
+            path = f"parameters[{i}]"
+            name = as_text(p.get("name"))
+            if isinstance(name, str):
+                if not _PARAM_RE.fullmatch(name):
+                    self.add(f"{path}.name", f"'{name}' is not a valid parameter name",
+                             "use only letters, digits, _, - and .")
+                if name in names:
+                    self.add(f"{path}.name", f"parameter '{name}' is declared twice",
+                             "give each job parameter a unique name")
+                else:
+                    names.append(name)
+        for i, p in enumerate(params):
+            if isinstance(p, dict):
+                self.refs(p.get("default"), f"parameters[{i}].default", names=names, upstream=[],
+                          fix="a job parameter's default is set when the run starts: it may use job.* "
+                              "references, not tasks.*")
+        return names
+
+    def check_range(self, path: str, value: Any, low: int, high: int | None = None) -> None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < low or (high is not None and value > high):
+                span = f"between {low} and {high}" if high is not None else f"at least {low}"
+                self.add(path, f"must be {span}, not {value}", f"use a value {span}")
+
+    @staticmethod
+    def dep_keys(task: dict) -> list[str]:
+        deps = task.get("depends_on")
+        out = []
+        for d in deps if isinstance(deps, list) else []:
+            key = as_text(d.get("task_key")) if isinstance(d, dict) else None
+            if isinstance(key, str):
+                out.append(key)
+        return out
+
+    # task level
+    def check_task(self, task: dict, label: str, upstream: list[str], nested: bool) -> None:
+        key = as_text(task.get("task_key"))
+        if isinstance(key, str):
+            if not _KEY_RE.fullmatch(key) or len(key) > 100:
+                self.add(f"{label}.task_key", f"'{key}' is not a valid task_key",
+                         "use 1 to 100 letters, digits, _ and -")
+        present = [t for t in TASK_TYPES if task.get(t) is not None]
+        if not present:
+            hint = ""
+            for k in task:
+                close = [] if k in _TASK_FIELDS else difflib.get_close_matches(k, TASK_TYPES, n=1, cutoff=0.75)
+                if close:
+                    hint = f" ('{k}' is not a task type; did you mean {close[0]}?)"
+                    break
+            self.add(label, "the task has no task type" + hint, f"add exactly one of {_RUNNABLE}")
+        elif len(present) > 1:
+            self.add(label, f"the task has {len(present)} task types: " + " and ".join(present),
+                     "keep exactly one task type per task; split the work into several tasks")
+        for kind in present:
+            if kind not in SUPPORTED_TASK_TYPES and task.get("disabled") is not True:
+                self.add(f"{label}.{kind}", f"nbjobs cannot run {kind} tasks locally",
+                         "use a notebook_task or spark_python_task that does the same work, "
+                         "or set disabled: true")
+
+        run_if = as_text(task.get("run_if"))
+        if run_if is not None and run_if not in _RUN_IFS:
+            self.add(f"{label}.run_if", f"'{run_if}' is not a run_if value", "use one of " + ", ".join(_RUN_IFS))
+        for field in ("timeout_seconds", "min_retry_interval_millis"):
+            self.check_range(f"{label}.{field}", task.get(field), 0)
+        self.check_range(f"{label}.max_retries", task.get("max_retries"), -1)
+
+        refs = dict(upstream=upstream, in_for_each=nested)
+        nb = task.get("notebook_task")
+        if isinstance(nb, dict):
+            self.check_file(nb, "notebook_path", f"{label}.notebook_task", "notebook")
+            self.refs_map(nb.get("base_parameters"), f"{label}.notebook_task.base_parameters", **refs)
+        py = task.get("spark_python_task")
+        if isinstance(py, dict):
+            self.check_file(py, "python_file", f"{label}.spark_python_task", "script")
+            self.refs_list(py.get("parameters"), f"{label}.spark_python_task.parameters", **refs)
+        cond = task.get("condition_task")
+        if isinstance(cond, dict):
+            self.check_condition(cond, f"{label}.condition_task", refs)
+        run_job = task.get("run_job_task")
+        if isinstance(run_job, dict):
+            for field in ("job_parameters", "notebook_params", "python_named_params"):
+                self.refs_map(run_job.get(field), f"{label}.run_job_task.{field}", **refs)
+            self.refs_list(run_job.get("python_params"), f"{label}.run_job_task.python_params", **refs)
+        for kind, field in (("sql_task", "parameters"), ("python_wheel_task", "named_parameters")):
+            payload = task.get(kind)
+            if isinstance(payload, dict):
+                self.refs_map(payload.get(field), f"{label}.{kind}.{field}", **refs)
+        wheel = task.get("python_wheel_task")
+        if isinstance(wheel, dict):
+            self.refs_list(wheel.get("parameters"), f"{label}.python_wheel_task.parameters", **refs)
+        loop = task.get("for_each_task")
+        if isinstance(loop, dict):
+            self.check_for_each(loop, f"{label}.for_each_task", upstream, nested)
+
+    def check_depends_on(self, task: dict, label: str, key: Any) -> None:
+        deps = task.get("depends_on")
+        if not isinstance(deps, list):
+            return
+        seen: set[str] = set()
+        for j, dep in enumerate(deps):
+            if not isinstance(dep, dict):
+                continue
+            path = f"{label}.depends_on[{j}]"
+            up = as_text(dep.get("task_key"))
+            if not isinstance(up, str):
+                continue
+            if up == key:
+                self.add(f"{path}.task_key", "a task cannot depend on itself", "remove this dependency")
+            elif up not in self.by_key:
+                close = difflib.get_close_matches(up, self.keys, n=1)
+                fix = f"did you mean '{close[0]}'?" if close else \
+                    "use the task_key of another task in this job: " + ", ".join(self.keys[:10]) + \
+                    (", ..." if len(self.keys) > 10 else "")
+                self.add(f"{path}.task_key", f"depends on unknown task '{up}'", fix)
+            if up in seen:
+                self.add(f"{path}.task_key", f"depends on '{up}' twice", "list each upstream task once")
+            seen.add(up)
+            outcome = as_text(dep.get("outcome"))
+            if outcome is None:
+                continue
+            if outcome not in ("true", "false"):
+                self.add(f"{path}.outcome", f"'{outcome}' is not a condition outcome", 'use "true" or "false"')
+            upstream_task = self.by_key.get(up)
+            if upstream_task is not None and upstream_task.get("condition_task") is None:
+                kind = next((t for t in TASK_TYPES if upstream_task.get(t) is not None), "task without a type")
+                self.add(f"{path}.outcome", f"outcome is only allowed after a condition task, "
+                         f"and '{up}' is a {kind}", f"remove outcome, or make '{up}' a condition_task")
+
+    def check_file(self, payload: dict, field: str, path: str, kind: str) -> None:
+        value = payload.get(field)
+        source = as_text(payload.get("source"))
+        if self.base_dir is None or self.git or not isinstance(value, str) or \
+                (isinstance(source, str) and source.upper() == "GIT"):
+            return
+        what = "notebook" if kind == "notebook" else "script"
+        if is_remote_path(value):
+            self.add(f"{path}.{field}", f"{what} '{value}' is a remote path nbjobs cannot read",
+                     "use a local path, relative to the file that declares the task")
+            return
+        if find_source_file(value, self.base_dir, kind) is None:
+            tried = source_candidates(value, self.base_dir, kind)
+            also = f" (also tried {', '.join(c.name for c in tried[1:])})" if len(tried) > 1 else ""
+            self.add(f"{path}.{field}", f"{what} not found: {tried[0]}{also}",
+                     "check the path; a relative path is relative to the file that declares the task")
+
+    def check_condition(self, cond: dict, path: str, refs: dict) -> None:
+        op = as_text(cond.get("op"))
+        if op is None:
+            self.add(f"{path}.op", "a value is required", "use one of " + ", ".join(_OPS))
+        elif op not in _OPS:
+            close = difflib.get_close_matches(str(op).upper(), _OPS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.add(f"{path}.op", f"'{op}' is not a condition op{hint}", "use one of " + ", ".join(_OPS))
+        for side in ("left", "right"):
+            if cond.get(side) is None:
+                self.add(f"{path}.{side}", "a value is required",
+                         f"give the {side} operand: a literal or a {{{{...}}}} reference")
+            else:
+                self.refs(cond.get(side), f"{path}.{side}", **refs)
+
+    def check_for_each(self, loop: dict, path: str, upstream: list[str], nested: bool) -> None:
+        inputs = loop.get("inputs")
+        if isinstance(inputs, str):
+            if "{{" in inputs:
+                self.refs(inputs, f"{path}.inputs", upstream=upstream, in_for_each=nested)
+            elif not isinstance(_parse_list(inputs), list):
+                self.add(f"{path}.inputs", f"{inputs!r} is not a JSON array",
+                         'write a JSON array such as "[1, 2]" or a {{...}} reference to one')
+        conc = loop.get("concurrency")
+        self.check_range(f"{path}.concurrency", conc, 1, 100)
+        inner = loop.get("task")
+        if not isinstance(inner, dict):
+            return
+        label = f"{path}.task" + _key_label(inner)
+        if inner.get("for_each_task") is not None:
+            self.add(f"{label}.for_each_task", "a for_each_task cannot run another for_each_task",
+                     "put the inner loop in its own job and call that job with a run_job_task")
+            self.suppressed += (f"{label}.for_each_task.",)
+            return
+        self.check_task(inner, label, upstream, nested=True)
+
+    # dynamic value references
+    def refs(self, text: Any, path: str, *, upstream: list[str], in_for_each: bool = False,
+             names: list[str] | None = None, fix: str = _REF_FIX) -> None:
+        if not isinstance(text, str) or "{{" not in text:
+            return
+        module = self.refs_module()
+        if module is None:
+            return
+        messages = module.reference_problems(
+            text, job_parameters=self.params if names is None else names, task_keys=self.keys,
+            upstream=upstream, in_for_each=in_for_each)
+        for message in messages:
+            self.add(path, message, fix)
+
+    def refs_map(self, values: Any, path: str, **kw: Any) -> None:
+        if isinstance(values, dict):
+            for k, v in values.items():
+                self.refs(v, f"{path}.{k}", **kw)
+
+    def refs_list(self, values: Any, path: str, **kw: Any) -> None:
+        if isinstance(values, list):
+            for i, v in enumerate(values):
+                self.refs(v, f"{path}[{i}]", **kw)
+
+    def refs_module(self) -> Any:
+        if self._refs is None:
+            try:
+                self._refs = importlib.import_module("nbjobs.refs")
+            except ImportError:
+                self._refs = False
+        return self._refs or None
+
+
+def _order(problem: Problem) -> tuple[int, int]:
+    """Job-level problems first, then task by task (stable within a task)."""
+    m = re.match(r"tasks\[(\d+)\]", problem.path)
+    return (1, int(m.group(1))) if m else (0, 0)
+
+
+def _parse_list(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)  # ['a', 'b'] (single quotes) is shown in the docs
+    except (ValueError, SyntaxError):
+        return None
+

@@ -1,0 +1,57 @@
+"""Shared fixtures: a fresh workspace per test and a tiny notebook writer."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nbjobs.service import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_notebook(path: Path, *cells: str | tuple[str, list[str]]) -> Path:
+    """A python3 notebook; a cell is source text, or (source, tags)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for cell in cells:
+        source, tags = (cell, []) if isinstance(cell, str) else cell
+        code = nbformat.v4.new_code_cell(textwrap.dedent(source).strip())
+        if tags:
+            code.metadata["tags"] = tags
+        nb.cells.append(code)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def write_script(path: Path, source: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source).lstrip())
+    return path
+
+
+def write_job(path: Path, settings: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(settings, indent=2))
+    else:
+        import yaml
+        path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    ws = Workspace(tmp_path / "home")
+    yield ws
+    ws.close()
+
+
+def task_states(run: dict) -> dict[str, str]:
+    """{task_key: result_state (or life_cycle_state)} of a runs/get JSON."""
+    return {t["task_key"]: t["state"].get("result_state") or t["state"]["life_cycle_state"]
+            for t in run["tasks"]}

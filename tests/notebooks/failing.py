@@ -1,0 +1,9 @@
+"""Script task that fails."""
+print("starting")
+
+
+def parse(text):
+    return int(text)
+
+
+parse("not-a-number")
