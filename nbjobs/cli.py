@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
+    err = _console(stderr=True)
     from .service import InvalidParameterValue, NbjobsError
     from .spec import JobDefinitionError
     try:
@@ -83,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[magenta]Interrupted: the run was canceled.[/magenta]")
         return 130
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console that does not squeeze tables to 80 columns when output is piped or logged."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else max(140, shutil.get_terminal_size((140, 24)).columns)
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def _print_problems(err: Console, exc) -> None:
@@ -104,7 +112,7 @@ def _load(args):
 
 
 def _dispatch(args, err: Console) -> int:
-    out = Console(highlight=False)
+    out = _console()
     if args.command == "validate":
         loaded = _load(args)
         n = len(loaded.settings.tasks)
@@ -118,7 +126,7 @@ def _dispatch(args, err: Console) -> int:
         job_id, created = ws.save_job(loaded.settings, base_dir=loaded.source_path.parent,
                                       source_path=str(loaded.source_path))
         err.print(f"{'Created' if created else 'Updated'} job {job_id} '{loaded.settings.name or 'Untitled'}' "
-                  f"from {loaded.source_path}")
+                  f"from {_short_path(str(loaded.source_path))}", soft_wrap=True)
         return _run_and_report(ws, job_id, params, args, out, err)
     if args.command == "jobs":
         return _jobs(args, out, err)
@@ -128,7 +136,7 @@ def _dispatch(args, err: Console) -> int:
 def _run_and_report(ws, job_id: int, params: dict, args, out: Console, err: Console) -> int:
     import asyncio
     run_id = ws.start_run(job_id, params)
-    err.print(f"Run {run_id} started (NBJOBS_HOME={ws.home})")
+    err.print(f"Run {run_id} started (NBJOBS_HOME={_short_path(str(ws.home))})", soft_wrap=True)
     progress = ProgressPrinter(err)
     run = asyncio.run(ws.execute_run(run_id, on_event=progress, concurrency=args.concurrency))
     table_console = err if args.json else out
@@ -172,11 +180,21 @@ def run_table(run: dict) -> Table:
     for task in run.get("tasks", []):
         state = task["state"].get("result_state") or task["state"]["life_cycle_state"]
         duration = f"{task['run_duration'] / 1000:.1f}s" if task.get("run_duration") else "-"
-        output = task.get("run_page_url", "").removeprefix("file://")
+        output = _short_path(task.get("run_page_url", "").removeprefix("file://"))
         if "condition_task" in task and "outcome" in task["condition_task"]:
             output = f"outcome: {task['condition_task']['outcome']}"
         table.add_row(task["task_key"], f"[{_STYLE.get(state, 'white')}]{state}[/]", duration, output)
     return table
+
+
+def _short_path(path: str) -> str:
+    """A path relative to the current directory when it is inside it."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _jobs(args, out: Console, err: Console) -> int:

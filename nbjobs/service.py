@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import getpass
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from . import api_json
 from .refs import ReferenceResolutionError, RefContext, resolve
+from .engine import RunEngine
 from .runner import EventHandler, RunDriver
 from .spec import JobSettings, parse_job_settings
 from .store import ACTIVE_STATES, Store, utc_from_ms
@@ -50,9 +52,12 @@ class Workspace:
         self.home = self.store.home
         self.concurrency = concurrency
         self.user = _user()
+        self._engine: RunEngine | None = None
         self.store.recover_orphans()
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
         self.store.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -147,11 +152,43 @@ class Workspace:
         await driver.run()
         return self.get_run(run_id)
 
-    def run_now(self, job_id: int, job_parameters: Mapping[str, str] | None = None, *,
+    @property
+    def engine(self) -> RunEngine:
+        """The background loop that executes runs started with `wait=False`."""
+        if self._engine is None:
+            self._engine = RunEngine()
+        return self._engine
+
+    def run_now(self, job_id: int, job_parameters: Mapping[str, str] | None = None, *, wait: bool = True,
                 on_event: EventHandler | None = None, concurrency: int | None = None) -> dict:
-        """jobs/run-now and wait: returns the finished run's runs/get JSON."""
+        """jobs/run-now. wait=True: the finished run's runs/get JSON. wait=False: start it on the
+        background engine and return at once with `{"run_id", "number_in_job"}` (the API's answer)."""
         run_id = self.start_run(job_id, job_parameters)
-        return asyncio.run(self.execute_run(run_id, on_event=on_event, concurrency=concurrency))
+        return self.execute(run_id, wait=wait, on_event=on_event, concurrency=concurrency)
+
+    def execute(self, run_id: int, *, wait: bool = True, on_event: EventHandler | None = None,
+                concurrency: int | None = None) -> dict:
+        """Execute a PENDING run: here (wait=True, no loop running in this thread) or on the engine."""
+        def factory():
+            return self.execute_run(run_id, on_event=on_event, concurrency=concurrency)
+        if not wait:
+            self.engine.submit(run_id, factory)
+            return {"run_id": run_id, "number_in_job": run_id}
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(factory())
+        return self.engine.submit(run_id, factory).result()  # called from a loop (e.g. Jupyter)
+
+    def wait(self, run_id: int, timeout: float | None = None) -> dict:
+        """Wait for a run started with wait=False; returns its runs/get JSON."""
+        future = self._engine.future(run_id) if self._engine else None
+        if future is not None:
+            try:
+                future.result(timeout=timeout)
+            except concurrent.futures.CancelledError:
+                pass
+        return self.get_run(run_id)
 
     def _run_row(self, run_id: int) -> dict:
         row = self.store.get_run(int(run_id))

@@ -298,3 +298,19 @@ def test_script_error_summary():
 
 def test_no_stray_state_between_tests():
     assert dbutils.widgets.getAll() == {} and os.environ.get(ENV_VAR) is None
+
+
+def test_an_exit_that_surfaced_as_an_error_output_still_counts_as_success():
+    import nbformat
+    from nbjobs.kernel.execute import EXIT_ENAME, _finish_exit, _first_error
+    nb = nbformat.v4.new_notebook()
+    exit_cell = nbformat.v4.new_code_cell("dbutils.notebook.exit('done')", execution_count=1)
+    exit_cell.outputs = [nbformat.v4.new_output("error", ename=EXIT_ENAME, evalue="done", traceback=["..."])]
+    later = nbformat.v4.new_code_cell("1/0", execution_count=2)
+    nb.cells = [exit_cell, later]
+    assert _first_error(nb)[1]["ename"] == EXIT_ENAME
+    _finish_exit(nb)
+    assert _first_error(nb) is None
+    assert exit_cell.outputs[0]["output_type"] == "display_data"
+    assert exit_cell.outputs[0]["data"]["text/plain"] == "Notebook exited: done"
+    assert later.execution_count is None and later.metadata["nbjobs"] == {"skipped": "dbutils.notebook.exit() was called"}

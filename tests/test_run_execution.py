@@ -221,3 +221,14 @@ def asyncio_run(workspace, job_id, **kw):
     import asyncio
     run_id = workspace.start_run(job_id)
     return asyncio.run(workspace.execute_run(run_id, **kw))
+
+
+def test_run_now_without_waiting_runs_on_the_background_engine(workspace, tmp_path):
+    write_script(tmp_path / "slow.py", "import time; time.sleep(0.5); print('done')\n")
+    job_id = workspace.create_job({"name": "bg", "tasks": [
+        {"task_key": "slow", "spark_python_task": {"python_file": str(tmp_path / "slow.py")}}]})
+    answer = workspace.run_now(job_id, wait=False)
+    assert set(answer) == {"run_id", "number_in_job"}
+    assert workspace.get_run(answer["run_id"])["state"]["life_cycle_state"] in ("PENDING", "RUNNING")
+    run = workspace.wait(answer["run_id"], timeout=60)
+    assert run["state"]["result_state"] == "SUCCESS"

@@ -181,6 +181,19 @@ def test_dbutils_outside_a_job_in_a_real_kernel(tmp_path):
     assert texts(cells[5]) == "later cells still run interactively\n"
 
 
+def test_unknown_kernel_and_unreadable_notebook_fail_clearly(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("1")]
+    nbformat.write(nb, tmp_path / "k.ipynb")
+    out = asyncio.run(run_notebook_task(tmp_path / "k.ipynb", {}, context(tmp_path / "k"), tmp_path))
+    assert out.error == "NoSuchKernel: No such kernel named no-such-kernel"
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    out = asyncio.run(run_notebook_task(tmp_path / "broken.ipynb", {}, context(tmp_path / "b"), tmp_path))
+    assert out.error.startswith(f"cannot read notebook {tmp_path / 'broken.ipynb'}: ")
+    assert out.output_path is None
+
+
 # -- scripts ----------------------------------------------------------------------------------------
 
 def test_script_reads_and_sets_task_values(tmp_path):

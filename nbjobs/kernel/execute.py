@@ -60,12 +60,19 @@ class KernelHandle:
         class _Manager(AsyncKernelManager):
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
-                if os.name == "posix":  # ipc: no TCP port races, no "unencrypted TCP" warning
-                    self.transport = "ipc"
-                    self.ip = os.path.join(tempfile.gettempdir(), f"nbjobs-{uuid.uuid4().hex[:12]}")
                 handle._km = self
 
+            @property
+            def ipykernel(self) -> bool:  # any kernelspec that launches ipykernel, not only "python3"
+                try:
+                    return any("ipykernel" in arg for arg in self.kernel_spec.argv)
+                except Exception:
+                    return bool(super().ipykernel)
+
             async def start_kernel(self, **kwargs: Any) -> None:
+                if os.name == "posix" and self.ipykernel:  # ipc: no TCP port races, no TCP warning
+                    self.transport = "ipc"
+                    self.ip = os.path.join(tempfile.gettempdir(), f"nbjobs-{uuid.uuid4().hex[:12]}")
                 await super().start_kernel(**kwargs)
                 if handle.killed:
                     handle.kill()
@@ -216,7 +223,7 @@ def execute_prepared(nb: Any, source: Path, output: Path, *, workdir: Path, kern
             output_path=str(output), progress_bar=False, log_output=False, start_timeout=60,
             stdout_file=None, stderr_file=None,
             resources={"metadata": {"path": str(workdir)}},          # the kernel's cwd
-            extra_arguments=["--HistoryManager.hist_file=:memory:"],
+            ipython_hist_file=":memory:",  # --HistoryManager.hist_file=:memory: for IPython kernels
             shutdown_kernel="immediate", kernel_manager_class=handle.manager_class())
     except Exception as exc:  # the kernel died, was killed, or could not start
         if handle.killed:
