@@ -97,7 +97,7 @@ def _print_problems(err: Console, exc) -> None:
     problems = getattr(exc, "problems", None) or [exc]
     err.print(f"[red]Invalid job definition: {len(problems)} problem{'s' if len(problems) != 1 else ''}[/red]")
     for problem in problems:
-        err.print(f"  - {problem}", markup=False)
+        err.print(f"  - {problem}", markup=False, soft_wrap=True)
 
 
 def _workspace(args):
