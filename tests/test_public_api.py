@@ -1,0 +1,28 @@
+"""The public surface: a sorted __all__ whose every name resolves, and a cheap `from nbjobs import dbutils`."""
+import subprocess
+import sys
+
+import nbjobs
+
+
+def test_all_is_sorted_and_every_name_resolves():
+    assert nbjobs.__all__ == sorted(nbjobs.__all__)
+    for name in nbjobs.__all__:
+        assert getattr(nbjobs, name) is not None, name
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    try:
+        nbjobs.no_such_name
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_importing_dbutils_does_not_load_the_orchestrator():
+    code = ("import sys; from nbjobs import dbutils; "
+            "heavy = [m for m in ('sqlalchemy', 'pydantic', 'papermill', 'nbjobs.runner') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
