@@ -30,6 +30,7 @@ _EXPORTS = {
     "Task": "nbjobs.spec",
     "TaskDependency": "nbjobs.spec",
     "Workspace": "nbjobs.service",
+    "connect": "nbjobs.client",
     "dbutils": "nbjobs.kernel",
     "load_job": "nbjobs.spec",
     "validate_job_settings": "nbjobs.spec",
@@ -51,7 +52,14 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)
 
 
+def load_ipython_extension(ip: Any) -> None:
+    """`%load_ext nbjobs`: the %%job / %job magics and `dbutils` in the notebook."""
+    from .magics import load_ipython_extension as f
+    f(ip)
+
+
 if TYPE_CHECKING:  # pragma: no cover
+    from .client import connect
     from .kernel import dbutils
     from .runner import RunEvent
     from .service import (InvalidParameterValue, InvalidState, NbjobsError, ResourceDoesNotExist,

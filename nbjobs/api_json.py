@@ -33,8 +33,9 @@ def job_json(row: dict, *, expand_tasks: bool = True) -> dict:
     return out
 
 
-def task_run_json(row: dict, *, job_id: int | None = None) -> dict:
-    """A `RunTask`: the task's settings plus its run fields."""
+def task_run_json(row: dict, *, job_id: int | None = None, iterations: list[dict] | None = None) -> dict:
+    """A `RunTask`: the task's settings plus its run fields (`iterations`: a for-each task run's
+    iterations, for `for_each_task.stats`)."""
     life, result = _states(row)
     out: dict[str, Any] = dict(row["task"])
     message = row.get("state_message") or ""
@@ -57,6 +58,9 @@ def task_run_json(row: dict, *, job_id: int | None = None) -> dict:
         out["resolved_values"] = row["resolved_values"]
     if row.get("condition_outcome") is not None and "condition_task" in out:
         out["condition_task"] = {**out["condition_task"], "outcome": row["condition_outcome"]}
+    if iterations is not None and "for_each_task" in out:
+        from .tasks.for_each import stats
+        out["for_each_task"] = {**out["for_each_task"], "stats": stats(iterations)}
     page = row.get("output_path") or row.get("logs_path")
     if page:
         out["run_page_url"] = Path(page).as_uri()
@@ -65,8 +69,12 @@ def task_run_json(row: dict, *, job_id: int | None = None) -> dict:
 
 def run_json(run: dict, task_rows: list[dict], *, repairs: list[dict] | None = None,
              history_task_runs: dict[int | None, list[int]] | None = None,
-             iterations: list[dict] | None = None) -> dict:
-    """A `Run` (runs/get): state, status, tasks[] (latest attempt per task), job_parameters, repair_history."""
+             iterations: list[dict] | None = None,
+             for_each_iterations: dict[int, list[dict]] | None = None) -> dict:
+    """A `Run` (runs/get): state, status, tasks[] (latest attempt per task), job_parameters, repair_history.
+
+    `iterations`: the run is a for-each task run, listing these; `for_each_iterations`:
+    {for-each task run id: its iterations} for `for_each_task.stats`."""
     life, result = _states(run)
     message = run.get("state_message") or ""
     out: dict[str, Any] = {
@@ -86,14 +94,20 @@ def run_json(run: dict, task_rows: list[dict], *, repairs: list[dict] | None = N
         "execution_duration": 0,
         "cleanup_duration": 0,
         "run_duration": _duration(run),
-        "queue_duration": 0,
+        "queue_duration": run.get("queue_duration") or 0,
         "attempt_number": 0,
         "format": "MULTI_TASK",
-        "tasks": [task_run_json(r, job_id=run.get("job_id")) for r in task_rows],
+        "tasks": [task_run_json(r, job_id=run.get("job_id"),
+                                iterations=(for_each_iterations or {}).get(r["task_run_id"]))
+                  for r in task_rows],
         "job_parameters": run.get("job_parameters") or [],
     }
     if run.get("job_id") is None:
         out.pop("job_id")
+    if life is LifeCycleState.QUEUED:
+        out["state"]["queue_reason"] = message
+    if run.get("parent_task_run_id"):
+        out["trigger_info"] = {"run_id": run["parent_task_run_id"]}
     if iterations is not None:
         out["iterations"] = [task_run_json(r) for r in iterations]
     if repairs is not None:
@@ -108,6 +122,8 @@ def repair_history_json(run: dict, repairs: list[dict], task_run_ids: dict[int |
     original_result = None
     if not repairs and run.get("result_state"):
         original_result = ResultState(run["result_state"])
+    elif repairs and (repairs[0].get("request") or {}).get("previous_result_state"):
+        original_result = ResultState(repairs[0]["request"]["previous_result_state"])
     items = [{
         "type": "ORIGINAL", "start_time": run["start_time"], "end_time": first_end,
         "state": state_json(original_life, original_result), "status": status_json(original_life, original_result),
@@ -132,6 +148,8 @@ def run_output_json(task_row: dict, run: dict, *, logs: str | None = None) -> di
         result = task_row.get("exit_value")
         out["notebook_output"] = ({"result": result[:OUTPUT_LIMIT], "truncated": len(result) > OUTPUT_LIMIT}
                                   if result is not None else {})
+    if "run_job_task" in task and task_row.get("child_run_id"):
+        out["run_job_output"] = {"run_id": task_row["child_run_id"]}
     if logs is not None:
         out["logs"] = logs[-OUTPUT_LIMIT:]
         out["logs_truncated"] = len(logs) > OUTPUT_LIMIT

@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
-from rich.table import Table
+
+from .tables import STYLE as _STYLE, jobs_table, run_table, runs_table, short_path as _short_path
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-_STYLE = {"SUCCESS": "green", "FAILED": "red", "TIMEDOUT": "red", "UPSTREAM_FAILED": "yellow",
-          "EXCLUDED": "bright_black", "DISABLED": "bright_black", "CANCELED": "magenta",
-          "UPSTREAM_CANCELED": "magenta", "SUCCESS_WITH_FAILURES": "yellow", "RUNNING": "cyan"}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nbjobs", description="Databricks Lakeflow Jobs for Jupyter, run locally.")
     p.add_argument("--home", help="workspace folder (default: $NBJOBS_HOME or ./.nbjobs)")
+    p.add_argument("--host", dest="remote_host", metavar="URL",
+                   help="talk to the nbjobs server at URL instead of the local workspace (default: $NBJOBS_HOST)")
+    p.add_argument("--token", dest="remote_token",
+                   help="the server's token (default: $NBJOBS_TOKEN, else the one saved in --home)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def definition_args(sp):
@@ -51,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--job-param", action="append", default=[], metavar="NAME=VALUE")
     rn.add_argument("--json", action="store_true")
     rn.add_argument("--concurrency", type=int)
+    rn.add_argument("--idempotency-token", help="a run with this token already exists: show it, start nothing")
+    rn.add_argument("--only", metavar="KEY[,KEY...]", help="run only these tasks (+key: with its upstream, "
+                    "key+: with its downstream)")
     d = jobs.add_parser("delete", help="delete a job")
     d.add_argument("job_id", type=int)
 
@@ -65,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     gr.add_argument("run_id", type=int)
     go = runs.add_parser("get-output", help="a task run's output as runs/get-output JSON")
     go.add_argument("run_id", type=int, metavar="TASK_RUN_ID")
+    from .cli_control import add_batch_command, add_run_verbs
+    add_run_verbs(runs)       # runs repair | cancel | cancel-all
+    add_batch_command(sub)    # batch NOTEBOOK --grid NAME=V1,V2 ...
+
+    s = sub.add_parser("serve", help="serve the Jobs API (REST, databricks-sdk) over this workspace")
+    s.add_argument("--host", dest="bind_host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    s.add_argument("--token", dest="serve_token",
+                   help="the token clients must send (default: $NBJOBS_TOKEN, else one generated on first start "
+                        "and saved in the workspace folder)")
+    s.add_argument("--root", help="folder that API-submitted job paths are relative to (default: current folder)")
     return p
 
 
@@ -101,6 +118,12 @@ def _print_problems(err: Console, exc) -> None:
 
 
 def _workspace(args):
+    """The local Workspace, or a client of the server given by --host / $NBJOBS_HOST."""
+    import os
+    host = args.remote_host or os.environ.get("NBJOBS_HOST")
+    if host:
+        from .client import connect
+        return connect(host, args.remote_token, home=args.home)
     from .service import Workspace
     return Workspace(args.home)
 
@@ -128,6 +151,17 @@ def _dispatch(args, err: Console) -> int:
         err.print(f"{'Created' if created else 'Updated'} job {job_id} '{loaded.settings.name or 'Untitled'}' "
                   f"from {_short_path(str(loaded.source_path))}", soft_wrap=True)
         return _run_and_report(ws, job_id, params, args, out, err)
+    if args.command == "serve":
+        if args.remote_host:
+            err.print("[red]Error:[/red] --host before a command names a server to talk to; to choose where "
+                      "`nbjobs serve` listens, write `nbjobs serve --host ADDRESS`.", markup=True)
+            return EXIT_INVALID
+        from .server.app import serve
+        return serve(home=args.home, host=args.bind_host, port=args.port, token=args.serve_token, root=args.root,
+                     echo=lambda line: err.print(line, markup=False, soft_wrap=True, highlight=False))
+    if args.command == "batch":
+        from .cli_control import dispatch
+        return dispatch(args, _workspace(args), out, err, ProgressPrinter(err))
     if args.command == "jobs":
         return _jobs(args, out, err)
     return _runs(args, out, err)
@@ -135,10 +169,29 @@ def _dispatch(args, err: Console) -> int:
 
 def _run_and_report(ws, job_id: int, params: dict, args, out: Console, err: Console) -> int:
     import asyncio
-    run_id = ws.start_run(job_id, params)
-    err.print(f"Run {run_id} started (NBJOBS_HOME={_short_path(str(ws.home))})", soft_wrap=True)
+    extra = {k: v for k, v in (("idempotency_token", getattr(args, "idempotency_token", None)),
+                               ("only", getattr(args, "only", None))) if v}
+    if hasattr(ws, "url"):  # a server: the run executes there; Ctrl-C here cancels it
+        started = ws.run_now(job_id, params, wait=False, **extra)
+        err.print(f"Run {started['run_id']} started on {ws.url}", soft_wrap=True)
+        try:
+            run = ws.wait(started["run_id"], on_event=ProgressPrinter(err))
+        except KeyboardInterrupt:
+            ws.cancel_run(started["run_id"])
+            raise
+        return _report(run, job_id, args, out, err)
+    run_id, created = ws._start_run(job_id, params, **extra)
     progress = ProgressPrinter(err)
-    run = asyncio.run(ws.execute_run(run_id, on_event=progress, concurrency=args.concurrency))
+    if not created:  # the idempotency token names an earlier run: show it
+        err.print(f"Run {run_id} already exists with this idempotency token", soft_wrap=True)
+        run = ws.wait(run_id)
+    else:
+        err.print(f"Run {run_id} started (NBJOBS_HOME={_short_path(str(ws.home))})", soft_wrap=True)
+        run = asyncio.run(ws.execute_run(run_id, on_event=progress, concurrency=args.concurrency))
+    return _report(run, job_id, args, out, err)
+
+
+def _report(run: dict, job_id: int, args, out: Console, err: Console) -> int:
     table_console = err if args.json else out
     table_console.print(run_table(run))
     result = run["state"].get("result_state", run["state"]["life_cycle_state"])
@@ -158,7 +211,20 @@ class ProgressPrinter:
 
     def __call__(self, event) -> None:
         if event.kind == "task_start":
-            self.console.print(f"  [cyan]▶[/cyan] {event.task_key} [cyan]RUNNING[/cyan]")
+            again = f" (attempt {event.attempt_number})" if getattr(event, "attempt_number", 0) else ""
+            self.console.print(f"  [cyan]▶[/cyan] {event.task_key} [cyan]RUNNING[/cyan]{again}")
+        elif event.kind in ("task_retry", "run_queued"):
+            who = f"{event.task_key} " if event.task_key else "run "
+            self.console.print(f"  [yellow]…[/yellow] {who}[yellow]{event.life_cycle_state}[/yellow] — "
+                               f"{event.message}", markup=True, soft_wrap=True)
+        elif event.kind == "task_progress" and getattr(event, "stats", None):
+            counts = event.stats["task_run_stats"]
+            done = counts["completed_iterations"]
+            if done != getattr(self, "_done", {}).get(event.task_key):
+                self.__dict__.setdefault("_done", {})[event.task_key] = done
+                failed = f", {counts['failed_iterations']} failed" if counts["failed_iterations"] else ""
+                self.console.print(f"  [cyan]↻[/cyan] {event.task_key} {done}/{counts['total_iterations']} "
+                                   f"iterations done{failed}", markup=True, soft_wrap=True)
         elif event.kind == "task_end":
             state = event.result_state or event.life_cycle_state
             style = _STYLE.get(state, "white")
@@ -170,31 +236,6 @@ class ProgressPrinter:
             detail = f" — {event.message}" if event.message and state not in ("SUCCESS",) else ""
             self.console.print(f"  [{style}]{mark}[/] {event.task_key} [{style}]{state}[/]{took}{detail}",
                                markup=True, soft_wrap=True)
-
-
-def run_table(run: dict) -> Table:
-    """Tasks, states, durations and executed-notebook paths of a run."""
-    table = Table(title=f"Run {run['run_id']} · {run.get('run_name', '')}", title_justify="left")
-    for col in ("task", "state", "duration", "output"):
-        table.add_column(col, overflow="fold")
-    for task in run.get("tasks", []):
-        state = task["state"].get("result_state") or task["state"]["life_cycle_state"]
-        duration = f"{task['run_duration'] / 1000:.1f}s" if task.get("run_duration") else "-"
-        output = _short_path(task.get("run_page_url", "").removeprefix("file://"))
-        if "condition_task" in task and "outcome" in task["condition_task"]:
-            output = f"outcome: {task['condition_task']['outcome']}"
-        table.add_row(task["task_key"], f"[{_STYLE.get(state, 'white')}]{state}[/]", duration, output)
-    return table
-
-
-def _short_path(path: str) -> str:
-    """A path relative to the current directory when it is inside it."""
-    if not path:
-        return path
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return path
 
 
 def _jobs(args, out: Console, err: Console) -> int:
@@ -222,14 +263,7 @@ def _jobs(args, out: Console, err: Console) -> int:
         if args.output == "json":
             print(json.dumps({"jobs": jobs} if jobs else {}, indent=2))
             return EXIT_OK
-        table = Table()
-        for col in ("job_id", "name", "tags", "tasks"):
-            table.add_column(col)
-        for job in ws.list_jobs(name=args.name, tags=tags or None, expand_tasks=True):
-            tag_text = ", ".join(f"{k}:{v}" if v else k for k, v in (job["settings"].get("tags") or {}).items())
-            table.add_row(str(job["job_id"]), job["settings"].get("name", ""), tag_text,
-                          str(len(job["settings"].get("tasks", []))))
-        out.print(table)
+        out.print(jobs_table(ws.list_jobs(name=args.name, tags=tags or None, expand_tasks=True)))
         return EXIT_OK
     if args.verb == "get":
         print(json.dumps(ws.get_job(args.job_id), indent=2))
@@ -245,20 +279,16 @@ def _jobs(args, out: Console, err: Console) -> int:
 
 def _runs(args, out: Console, err: Console) -> int:
     ws = _workspace(args)
+    from .cli_control import RUN_VERBS, dispatch
+    if args.verb in RUN_VERBS:
+        return dispatch(args, ws, out, err, ProgressPrinter(err))
     if args.verb == "list":
         runs = ws.list_runs(job_id=args.job_id, active_only=args.active_only,
                             completed_only=args.completed_only, limit=args.limit)
         if args.output == "json":
             print(json.dumps({"runs": runs} if runs else {}, indent=2))
             return EXIT_OK
-        table = Table()
-        for col in ("run_id", "job_id", "name", "state", "duration"):
-            table.add_column(col)
-        for run in runs:
-            state = run["state"].get("result_state") or run["state"]["life_cycle_state"]
-            table.add_row(str(run["run_id"]), str(run.get("job_id", "")), run["run_name"],
-                          f"[{_STYLE.get(state, 'white')}]{state}[/]", f"{run['run_duration'] / 1000:.1f}s")
-        out.print(table)
+        out.print(runs_table(runs))
         return EXIT_OK
     if args.verb == "get":
         print(json.dumps(ws.get_run(args.run_id), indent=2))

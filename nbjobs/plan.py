@@ -11,12 +11,16 @@ to plan again; every other task keeps its previous result and is passed as ``don
 
 (``repair_selection`` always selects tasks that have no previous result, so ``done`` covers the
 rest.) Condition tasks in ``done`` must keep their outcome so their branches decide again.
+
+Retries (reference §10.1): ``retry_delay(policy, ...)`` says whether a finished attempt is retried
+and after how long. For-each repairs and retries: ``iterations_to_reuse`` says which iterations of
+the previous for-each task run keep their result. ``select_only`` is run-now's ``only``.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from nbjobs.states import ResultState, RunIf
 
@@ -25,12 +29,16 @@ __all__ = [
     "JobGraph",
     "PlanTask",
     "Planner",
+    "RetryPolicy",
     "Step",
     "decide",
     "edge_state",
     "find_cycle",
+    "iterations_to_reuse",
     "job_result",
     "repair_selection",
+    "retry_delay",
+    "select_only",
 ]
 
 S = ResultState
@@ -414,3 +422,86 @@ def repair_selection(graph: JobGraph, results: Mapping[str, ResultState], *,
         selected |= {k for k in below if results.get(k) != S.SUCCESS}
     selected |= {k for k in graph.tasks if k not in results}
     return selected
+
+
+# ---------------------------------------------------------------------------------------------
+# run-now `only`
+
+
+def select_only(graph: JobGraph, only: Iterable[str]) -> set[str]:
+    """The tasks run-now's ``only`` selects (reference §7.1): ``key``; ``+key`` adds everything
+    upstream of it, ``key+`` everything downstream, ``+key+`` both. Raises ValueError naming an
+    unknown key."""
+    selected: set[str] = set()
+    items = [str(i).strip() for i in only]
+    if not items:
+        raise ValueError("only is empty; list at least one task_key")
+    for item in items:
+        up, down = item.startswith("+"), item.endswith("+") and len(item) > 1
+        key = item[1 if up else 0: len(item) - (1 if down else 0)]
+        if key not in graph.tasks:
+            close = [k for k in graph.tasks if k.lower() == key.lower()]
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"only: '{key}' is not a task of this job{hint}; tasks: "
+                             + ", ".join(list(graph.tasks)[:20]))
+        selected.add(key)
+        if up:
+            selected |= graph.upstream(key)
+        if down:
+            selected |= graph.downstream(key)
+    return selected
+
+
+# ---------------------------------------------------------------------------------------------
+# Retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A task's retry settings (reference §10.1). ``max_retries=-1`` retries forever."""
+
+    max_retries: int = 0
+    min_retry_interval_millis: int = 0
+    retry_on_timeout: bool = False
+    retryable: bool = True   # condition tasks are never retried
+
+
+def retry_delay(policy: RetryPolicy, *, attempt_number: int, result: ResultState, started_ms: int,
+                now_ms: int) -> float | None:
+    """Seconds to wait before the next attempt, or None when the attempt is final.
+
+    FAILED is retried; TIMEDOUT only with ``retry_on_timeout``; CANCELED, skips and successes never.
+    ``attempt_number`` counts from 0; with ``max_retries=n`` attempts 0..n run. The interval is
+    measured from the **start** of the failed attempt."""
+    if not policy.retryable or policy.max_retries == 0:
+        return None
+    result = ResultState(result)
+    if result is S.TIMEDOUT:
+        if not policy.retry_on_timeout:
+            return None
+    elif result is not S.FAILED:
+        return None
+    if policy.max_retries >= 0 and attempt_number >= policy.max_retries:
+        return None
+    due = started_ms + max(0, policy.min_retry_interval_millis or 0)
+    return max(0, due - now_ms) / 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# For-each iterations
+
+
+def iterations_to_reuse(previous: Mapping[int, tuple[Any, ResultState]], inputs: Sequence[Any], *,
+                        previous_succeeded: bool) -> set[int]:
+    """Indexes of iterations a rerun of a for-each task keeps from its previous task run.
+
+    ``previous``: {index: (input element, result)} of the previous task run's latest iterations.
+    A for-each that succeeded and is rerun on purpose reruns every iteration; otherwise an
+    iteration is kept when it succeeded with the same input at the same index."""
+    if previous_succeeded:
+        return set()
+    keep = set()
+    for index, (element, result) in previous.items():
+        if 0 <= index < len(inputs) and ResultState(result) is S.SUCCESS and inputs[index] == element:
+            keep.add(index)
+    return keep

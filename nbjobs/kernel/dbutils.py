@@ -216,6 +216,8 @@ def activate(context: TaskContext | str | os.PathLike, *, cwd: str | os.PathLike
     if not isinstance(context, TaskContext):
         context = TaskContext.load(context)
     _session.activate(context)
+    from .sdk_runtime import install
+    install()  # `from databricks.sdk.runtime import dbutils` gives this dbutils (in this task process only)
     if cwd is not None:
         os.chdir(cwd)
     shell = _ipython()
@@ -231,6 +233,8 @@ def activate(context: TaskContext | str | os.PathLike, *, cwd: str | os.PathLike
 def deactivate() -> None:
     """Back to interactive mode (the environment variable is not read again)."""
     _session.reset(env_checked=True)
+    if "nbjobs.kernel.sdk_runtime" in sys.modules:
+        sys.modules["nbjobs.kernel.sdk_runtime"].uninstall()
     shell = _ipython()
     if shell is not None and _skip_after_exit in shell.input_transformers_post:
         shell.input_transformers_post.remove(_skip_after_exit)
@@ -273,7 +277,8 @@ def _find_notebook(base: Path, path: str) -> Path:
     candidate = Path(path).expanduser()
     if not candidate.is_absolute():
         candidate = base / candidate
-    tried = [candidate] if candidate.suffix == ".ipynb" else [candidate, candidate.with_name(candidate.name + ".ipynb")]
+    tried = [candidate] if candidate.suffix in (".ipynb", ".py") else \
+        [candidate, candidate.with_name(candidate.name + ".ipynb"), candidate.with_name(candidate.name + ".py")]
     for option in tried:
         if option.is_file():
             return option.resolve()

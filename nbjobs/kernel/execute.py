@@ -126,15 +126,39 @@ def _injected_source(context_path: Path, workdir: Path | None) -> str:
     )
 
 
+def load_notebook_text(text: str) -> Any:
+    """papermill's `load_notebook_node`, from the notebook's JSON text (a notebook shipped to a worker)."""
+    import nbformat
+    from papermill import __version__
+
+    nb = nbformat.reads(text, as_version=4)
+    upgraded = nbformat.v4.upgrade(nb)
+    if upgraded is not None:
+        nb = upgraded
+    if not hasattr(nb.metadata, "papermill"):
+        nb.metadata["papermill"] = {"default_parameters": {}, "parameters": {}, "environment_variables": {},
+                                    "version": __version__}
+    for cell in nb.cells:
+        if not hasattr(cell.metadata, "tags"):
+            cell.metadata["tags"] = []
+        if not hasattr(cell.metadata, "papermill"):
+            cell.metadata["papermill"] = {}
+    return nb
+
+
 def prepare_notebook(source: Path, context_path: Path, parameters: dict[str, str], *,
-                     workdir: Path | None = None, kernel_name: str | None = None) -> Any:
-    """Load `source`, add the injected nbjobs cell and (after a `parameters` cell) the parameters."""
+                     workdir: Path | None = None, kernel_name: str | None = None, text: str | None = None) -> Any:
+    """Load `source` (or its JSON `text`), add the injected nbjobs cell and (after a `parameters` cell)
+    the parameters."""
     import nbformat
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
     from papermill.utils import find_first_tagged_cell_index
 
-    nb = load_notebook_node(str(source))
+    if Path(source).suffix.lower() == ".py":  # a Databricks source-format (or plain) .py notebook
+        nb = _py_notebook(Path(source), text)
+    else:
+        nb = load_notebook_node(str(source)) if text is None else load_notebook_text(text)
     if find_first_tagged_cell_index(nb, PARAMETERS_TAG) >= 0:
         names = {k: v for k, v in parameters.items() if k.isidentifier() and not keyword.iskeyword(k)}
         if names:
@@ -147,6 +171,16 @@ def prepare_notebook(source: Path, context_path: Path, parameters: dict[str, str
     cell.metadata["papermill"] = {}
     nb.cells.insert(0, cell)
     return nb
+
+
+def _py_notebook(source: Path, text: str | None = None) -> Any:
+    """A `.py` notebook (its file, or its `text`) as papermill's loader would give it."""
+    import nbformat
+
+    from .source_format import from_source, read_notebook
+
+    nb = read_notebook(source) if text is None else from_source(text, base_dir=source.parent)
+    return load_notebook_text(nbformat.writes(nb))
 
 
 def _cell_label(nb: Any, index: int) -> str:
@@ -205,9 +239,7 @@ def execute_prepared(nb: Any, source: Path, output: Path, *, workdir: Path, kern
                      handle: KernelHandle | None = None, exited: Path | None = None) -> NotebookResult:
     """Execute a prepared notebook; the executed notebook is written to `output`, also on failure."""
     from papermill.engines import papermill_engines
-    from papermill.exceptions import PapermillExecutionError
-    from papermill.execute import prepare_notebook_metadata, raise_for_execution_errors, remove_error_markers
-    from papermill.iorw import write_ipynb
+    from papermill.execute import prepare_notebook_metadata, remove_error_markers
 
     handle = handle or KernelHandle()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -226,18 +258,33 @@ def execute_prepared(nb: Any, source: Path, output: Path, *, workdir: Path, kern
             ipython_hist_file=":memory:",  # --HistoryManager.hist_file=:memory: for IPython kernels
             shutdown_kernel="immediate", kernel_manager_class=handle.manager_class())
     except Exception as exc:  # the kernel died, was killed, or could not start
-        if handle.killed:
-            return NotebookResult(error="the kernel was stopped (cancelled or timed out)", cancelled=True,
-                                  written=output.exists())
-        summary = f"{type(exc).__name__}: {strip_ansi(str(exc)).strip() or 'the kernel failed'}"
-        summary = summary.splitlines()[0]
-        started = [i for i, c in enumerate(nb.cells) if c.metadata.get("papermill", {}).get("start_time")]
-        if started:
-            summary += f" ({_cell_label(nb, started[-1])})"
-        return NotebookResult(error=summary, error_trace=strip_ansi(traceback.format_exc()),
-                              written=output.exists())
+        return failure_result(exc, nb, output, killed=handle.killed)
     finally:
         _current.handle = None
+    return finish_notebook(nb, output, exited)
+
+
+def failure_result(exc: BaseException, nb: Any, output: Path, *, killed: bool = False) -> NotebookResult:
+    """The result of an execution that raised (the kernel died, was killed, or could not start)."""
+    if killed:
+        return NotebookResult(error="the kernel was stopped (cancelled or timed out)", cancelled=True,
+                              written=output.exists())
+    summary = f"{type(exc).__name__}: {strip_ansi(str(exc)).strip() or 'the kernel failed'}"
+    summary = summary.splitlines()[0]
+    if type(exc).__name__ == "DeadKernelError":  # "Kernel died" (often glued to the next sentence)
+        summary = "DeadKernelError: the kernel died (it was killed, crashed or ran out of memory)"
+    started = [i for i, c in enumerate(nb.cells) if c.metadata.get("papermill", {}).get("start_time")]
+    if started:
+        summary += f" ({_cell_label(nb, started[-1])})"
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return NotebookResult(error=summary, error_trace=strip_ansi(trace), written=output.exists())
+
+
+def finish_notebook(nb: Any, output: Path, exited: Path | None = None) -> NotebookResult:
+    """After execution: papermill's error markers or the exit handling; the notebook written to `output`."""
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import raise_for_execution_errors
+    from papermill.iorw import write_ipynb
 
     found = _first_error(nb)
     if found is None or found[1].get("ename") == EXIT_ENAME:

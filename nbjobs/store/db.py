@@ -17,10 +17,12 @@ from . import schema as t
 _JSON_COLUMNS = {
     "settings_json": "settings", "tags_json": "tags", "job_parameters_json": "job_parameters",
     "task_json": "task", "resolved_values_json": "resolved_values", "request_json": "request",
-    "task_run_ids_json": "task_run_ids",
+    "task_run_ids_json": "task_run_ids", "only_json": "only", "input_json": "input",
 }
 
 ACTIVE_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")
+# Active and admitted: these count against a job's max_concurrent_runs (QUEUED runs wait for a slot).
+ADMITTED_STATES = tuple(s for s in ACTIVE_STATES if s != "QUEUED")
 
 
 def now_ms() -> int:
@@ -140,39 +142,192 @@ class Store:
     def create_run(self, *, job_id: int | None, settings: dict, job_parameters: list[dict], run_name: str,
                    tasks: Iterable[tuple[str, dict]], trigger: str = "ONE_TIME", run_type: str = "JOB_RUN",
                    trigger_time: int | None = None, creator: str = "", idempotency_token: str | None = None,
-                   life_cycle_state: str = "PENDING") -> tuple[int, dict[str, int]]:
-        """A run and one PENDING task run per task, in one transaction. Returns (run_id, task_run_ids)."""
+                   life_cycle_state: str = "PENDING", admission: tuple[int, bool] | None = None,
+                   only: list[str] | None = None, parent_task_run_id: int | None = None,
+                   queue_enabled: bool | None = None) -> tuple[int, dict[str, int] | None]:
+        """A run and one task run per task, in one transaction. Returns (run_id, task_run_ids).
+
+        ``idempotency_token``: when a run of the job already has it, that run's id is returned with
+        ``None`` for the task run ids and nothing is created. ``admission=(max_concurrent_runs,
+        queue_enabled)`` decides, atomically with the other runs of the job, whether the new run is
+        PENDING (admitted), QUEUED, or SKIPPED with MAXIMUM_CONCURRENT_RUNS_REACHED."""
         tasks = list(tasks)
         start = now_ms()
+        state_message = ""
+        result_state = None
         with self._write() as conn:
+            if idempotency_token is not None:
+                existing = conn.execute(select(t.runs.c.run_id).where(
+                    (t.runs.c.idempotency_token == idempotency_token)
+                    & (t.runs.c.job_id.is_(None) if job_id is None else t.runs.c.job_id == job_id))).first()
+                if existing is not None:
+                    return existing[0], None
+            if admission is not None and job_id is not None:
+                limit, queue = admission
+                queue_enabled = queue
+                life_cycle_state, state_message = self._admission(conn, job_id, None, limit, queue)
+                if life_cycle_state == "SKIPPED":
+                    result_state = "MAXIMUM_CONCURRENT_RUNS_REACHED"
             run_id = self._new_ids(conn, "run")[0]
             conn.execute(insert(t.runs).values(
                 run_id=run_id, job_id=job_id, run_name=run_name, run_type=run_type, trigger=trigger,
-                life_cycle_state=life_cycle_state, settings_json=_dumps(settings),
-                job_parameters_json=_dumps(job_parameters), creator_user_name=creator,
-                trigger_time=trigger_time or start, start_time=start, pid=os.getpid(),
-                idempotency_token=idempotency_token))
+                life_cycle_state=life_cycle_state, result_state=result_state, state_message=state_message,
+                settings_json=_dumps(settings), job_parameters_json=_dumps(job_parameters),
+                creator_user_name=creator, trigger_time=trigger_time or start, start_time=start,
+                end_time=start if result_state else 0, pid=os.getpid(), idempotency_token=idempotency_token,
+                only_json=_dumps(only) if only is not None else None, parent_task_run_id=parent_task_run_id,
+                queue_enabled=None if queue_enabled is None else int(bool(queue_enabled))))
             ids = self._new_ids(conn, "task", len(tasks))
             if tasks:
+                task_state = dict(life_cycle_state="PENDING")
+                if result_state:
+                    task_state = dict(life_cycle_state="SKIPPED", result_state=result_state,
+                                      state_message=state_message, start_time=start, end_time=start)
                 conn.execute(insert(t.task_runs), [
-                    dict(task_run_id=i, run_id=run_id, task_key=key, life_cycle_state="PENDING",
-                         task_json=_dumps(task)) for i, (key, task) in zip(ids, tasks)])
+                    dict(task_run_id=i, run_id=run_id, task_key=key, task_json=_dumps(task),
+                         original_attempt_run_id=i, **task_state) for i, (key, task) in zip(ids, tasks)])
         return run_id, {key: i for i, (key, _) in zip(ids, tasks)}
 
-    def new_task_run(self, run_id: int, task_key: str, task: dict, **fields) -> int:
-        """A further task run of a task (retry, repair): older ones of that task stop being the latest."""
+    def _admission(self, conn: Connection, job_id: int, run_id: int | None, limit: int,
+                   queue: bool) -> tuple[str, str]:
+        """PENDING (a slot is free and no earlier run waits), QUEUED or SKIPPED, with the reason."""
+        active = conn.execute(select(func.count()).select_from(t.runs).where(
+            (t.runs.c.job_id == job_id) & t.runs.c.life_cycle_state.in_(ADMITTED_STATES)
+            & (t.runs.c.run_id != (run_id or -1)))).scalar_one()
+        waiting = conn.execute(select(func.count()).select_from(t.runs).where(
+            (t.runs.c.job_id == job_id) & (t.runs.c.life_cycle_state == "QUEUED")
+            & (t.runs.c.run_id < run_id if run_id is not None else True))).scalar_one()
+        if limit <= 0:
+            return "SKIPPED", ("Skipped: the job's max_concurrent_runs is 0, so every new run is skipped. "
+                               "Raise max_concurrent_runs to run it.")
+        if active < limit and not waiting:
+            return "PENDING", ""
+        runs = "run" if active == 1 else "runs"
+        why = f"job {job_id} already has {active} active {runs} (max_concurrent_runs = {limit})"
+        if waiting:
+            why += f" and {waiting} earlier queued run{'s' if waiting != 1 else ''}"
+        if queue:
+            return "QUEUED", f"Queued: {why}; it starts when a slot frees."
+        return "SKIPPED", (f"Skipped: {why} and queueing is off. Enable queue.enabled on the job to wait "
+                           "instead, or raise max_concurrent_runs.")
+
+    def try_admit(self, run_id: int, limit: int) -> str:
+        """A QUEUED run becomes PENDING when a slot is free and no earlier run waits (FIFO).
+
+        Returns the run's life_cycle_state afterwards (QUEUED while it must wait)."""
         with self._write() as conn:
-            task_run_id = self._new_ids(conn, "task")[0]
-            if fields.get("parent_task_run_id") is None:
-                conn.execute(update(t.task_runs).where(
-                    (t.task_runs.c.run_id == run_id) & (t.task_runs.c.task_key == task_key)
-                    & t.task_runs.c.parent_task_run_id.is_(None)).values(is_latest=0))
-            values = dict(life_cycle_state="PENDING")
-            values.update(fields)
-            conn.execute(insert(t.task_runs).values(
-                task_run_id=task_run_id, run_id=run_id, task_key=task_key, task_json=_dumps(task),
-                **_encode(values)))
-        return task_run_id
+            row = conn.execute(select(t.runs.c.job_id, t.runs.c.life_cycle_state, t.runs.c.start_time)
+                               .where(t.runs.c.run_id == run_id)).first()
+            if row is None:
+                return "INTERNAL_ERROR"
+            if row.life_cycle_state != "QUEUED":
+                return row.life_cycle_state
+            state, message = self._admission(conn, row.job_id, run_id, max(limit, 1), True)
+            if state != "PENDING":
+                conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(state_message=message))
+                return "QUEUED"
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(
+                life_cycle_state="PENDING", state_message="", queue_duration=now_ms() - row.start_time))
+            return "PENDING"
+
+    def new_task_run(self, run_id: int, task_key: str, task: dict, **fields) -> int:
+        """A further task run of a task (retry, repair): older ones of that task stop being the latest.
+
+        For a for-each iteration (``parent_task_run_id`` and ``iteration_index`` given) only the older
+        attempts of that iteration of that parent stop being the latest."""
+        return self.new_task_runs(run_id, [(task_key, task, fields)])[0]
+
+    def new_task_runs(self, run_id: int, items: Iterable[tuple[str, dict, Mapping[str, Any]]]) -> list[int]:
+        """Several new task runs in one transaction (a repair's tasks, a for-each's iterations)."""
+        items = list(items)
+        with self._write() as conn:
+            ids = self._new_ids(conn, "task", len(items))
+            rows = []
+            for task_run_id, (task_key, task, fields) in zip(ids, items):
+                parent = fields.get("parent_task_run_id")
+                if parent is None:
+                    conn.execute(update(t.task_runs).where(
+                        (t.task_runs.c.run_id == run_id) & (t.task_runs.c.task_key == task_key)
+                        & t.task_runs.c.parent_task_run_id.is_(None)).values(is_latest=0))
+                elif fields.get("attempt_number"):
+                    conn.execute(update(t.task_runs).where(
+                        (t.task_runs.c.parent_task_run_id == parent)
+                        & (t.task_runs.c.iteration_index == fields.get("iteration_index"))).values(is_latest=0))
+                values = dict(life_cycle_state="PENDING", original_attempt_run_id=task_run_id)
+                values.update(fields)
+                rows.append(dict(task_run_id=task_run_id, run_id=run_id, task_key=task_key, task_json=_dumps(task),
+                                 **_encode(values)))
+            if rows:
+                keys = set().union(*(r.keys() for r in rows))
+                conn.execute(insert(t.task_runs), [{k: r.get(k, _DEFAULTS.get(k)) for k in keys} for r in rows])
+        return ids
+
+    def move_task_runs(self, task_run_ids: Iterable[int], parent_task_run_id: int) -> None:
+        """Hand iterations over to a newer for-each task run (a repair reuses its succeeded iterations)."""
+        ids = list(task_run_ids)
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.execute(update(t.task_runs).where(t.task_runs.c.task_run_id.in_(ids))
+                         .values(parent_task_run_id=parent_task_run_id))
+
+    def execution_count(self, run_id: int, task_key: str, *, parent_task_run_id: int | None = None,
+                        iteration_index: int | None = None) -> int:
+        """How many times a task (or one for-each iteration) has started in this run."""
+        query = select(func.max(t.task_runs.c.execution_count)).where(t.task_runs.c.run_id == run_id)
+        if parent_task_run_id is None:
+            query = query.where((t.task_runs.c.task_key == task_key) & t.task_runs.c.parent_task_run_id.is_(None))
+        else:
+            query = query.where((t.task_runs.c.task_key == task_key)
+                                & (t.task_runs.c.iteration_index == iteration_index)
+                                & t.task_runs.c.parent_task_run_id.is_not(None))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one() or 0
+
+    def previous_task_runs(self, run_id: int, task_key: str, before: int) -> list[dict]:
+        """Top-level task runs of ``task_key`` older than ``before``, newest first (retries, repairs)."""
+        query = (select(t.task_runs).where(
+            (t.task_runs.c.run_id == run_id) & (t.task_runs.c.task_key == task_key)
+            & t.task_runs.c.parent_task_run_id.is_(None) & (t.task_runs.c.task_run_id < before))
+            .order_by(t.task_runs.c.task_run_id.desc()))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    # -- cancel requests ----------------------------------------------------------------------
+    def request_cancel(self, run_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id)
+                         .values(cancel_requested=t.runs.c.cancel_requested + 1))
+
+    def request_task_cancel(self, task_run_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(update(t.task_runs).where(t.task_runs.c.task_run_id == task_run_id)
+                         .values(cancel_requested=1))
+
+    def cancel_requests(self, run_id: int) -> tuple[int, list[int]]:
+        """(the run's cancel request count, active task runs whose cancel was requested)."""
+        with self.engine.connect() as conn:
+            count = conn.execute(select(t.runs.c.cancel_requested).where(t.runs.c.run_id == run_id)).scalar()
+            ids = [r[0] for r in conn.execute(select(t.task_runs.c.task_run_id).where(
+                (t.task_runs.c.run_id == run_id) & (t.task_runs.c.cancel_requested == 1)
+                & t.task_runs.c.life_cycle_state.in_(ACTIVE_STATES)))]
+        return count or 0, ids
+
+    def end_run(self, run_id: int, *, life_cycle_state: str, result_state: str, message: str,
+                task_result: str | None = None) -> None:
+        """End a run that no driver is executing: its active task runs end too."""
+        end = now_ms()
+        task_result = task_result or result_state
+        with self._write() as conn:
+            conn.execute(update(t.task_runs).where(
+                (t.task_runs.c.run_id == run_id) & t.task_runs.c.life_cycle_state.in_(ACTIVE_STATES)).values(
+                life_cycle_state="TERMINATED", result_state=task_result, state_message=message, end_time=end))
+            conn.execute(update(t.repairs).where(
+                (t.repairs.c.run_id == run_id) & t.repairs.c.life_cycle_state.in_(ACTIVE_STATES)).values(
+                life_cycle_state=life_cycle_state, result_state=result_state, end_time=end))
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(
+                life_cycle_state=life_cycle_state, result_state=result_state, state_message=message,
+                end_time=end))
 
     def update_run(self, run_id: int, **fields) -> None:
         with self._write() as conn:
@@ -220,17 +375,20 @@ class Store:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query)]
 
-    def child_task_runs(self, parent_task_run_id: int) -> list[dict]:
+    def child_task_runs(self, parent_task_run_id: int, *, latest_only: bool = True) -> list[dict]:
+        """A for-each task run's iterations (the latest attempt of each), by iteration index."""
         query = (select(t.task_runs).where(t.task_runs.c.parent_task_run_id == parent_task_run_id)
                  .order_by(t.task_runs.c.iteration_index, t.task_runs.c.task_run_id))
+        if latest_only:
+            query = query.where(t.task_runs.c.is_latest == 1)
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query)]
 
     def list_runs(self, *, job_id: int | None = None, active_only: bool = False,
                   completed_only: bool = False, run_type: str | None = None,
                   start_time_from: int | None = None, start_time_to: int | None = None,
-                  limit: int | None = None, offset: int = 0) -> list[dict]:
-        """Newest first."""
+                  limit: int | None = None, offset: int = 0, before: tuple[int, int] | None = None) -> list[dict]:
+        """Newest first. `before=(start_time, run_id)`: only the runs after that one in this order (paging)."""
         query = select(t.runs).order_by(t.runs.c.start_time.desc(), t.runs.c.run_id.desc())
         if job_id is not None:
             query = query.where(t.runs.c.job_id == job_id)
@@ -244,6 +402,10 @@ class Store:
             query = query.where(t.runs.c.start_time >= start_time_from)
         if start_time_to is not None:
             query = query.where(t.runs.c.start_time <= start_time_to)
+        if before is not None:
+            start, run_id = before
+            query = query.where((t.runs.c.start_time < start)
+                                | ((t.runs.c.start_time == start) & (t.runs.c.run_id < run_id)))
         if limit:
             query = query.limit(limit)
         if offset:
@@ -267,16 +429,34 @@ class Store:
         return out
 
     # -- repairs ------------------------------------------------------------------------------
-    def create_repair(self, run_id: int, request: dict) -> int:
+    def create_repair(self, run_id: int, request: dict, *, tasks: Iterable[tuple[str, dict]] = (),
+                      settings: dict | None = None, job_parameters: list[dict] | None = None
+                      ) -> tuple[int, dict[str, int]]:
+        """Open a repair of a finished run, in one transaction: the run is PENDING again (with
+        repair_count + 1) and each task to rerun has a new PENDING task run. Returns
+        (repair_id, {task_key: task_run_id})."""
+        tasks = list(tasks)
         with self._write() as conn:
             repair_id = self._new_ids(conn, "repair")[0]
             conn.execute(insert(t.repairs).values(
                 repair_id=repair_id, run_id=run_id, request_json=_dumps(request), life_cycle_state="PENDING",
                 start_time=now_ms()))
-            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(
-                repair_count=t.runs.c.repair_count + 1, life_cycle_state="PENDING", result_state=None,
-                state_message="", end_time=0, pid=os.getpid()))
-        return repair_id
+            values = dict(repair_count=t.runs.c.repair_count + 1, life_cycle_state="PENDING", result_state=None,
+                          state_message="", end_time=0, pid=os.getpid(), cancel_requested=0)
+            if settings is not None:
+                values["settings_json"] = _dumps(settings)
+            if job_parameters is not None:
+                values["job_parameters_json"] = _dumps(job_parameters)
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
+            ids = self._new_ids(conn, "task", len(tasks))
+            for task_run_id, (key, task) in zip(ids, tasks):
+                conn.execute(update(t.task_runs).where(
+                    (t.task_runs.c.run_id == run_id) & (t.task_runs.c.task_key == key)
+                    & t.task_runs.c.parent_task_run_id.is_(None)).values(is_latest=0))
+                conn.execute(insert(t.task_runs).values(
+                    task_run_id=task_run_id, run_id=run_id, task_key=key, task_json=_dumps(task),
+                    life_cycle_state="PENDING", repair_id=repair_id, original_attempt_run_id=task_run_id))
+        return repair_id, {key: i for i, (key, _) in zip(ids, tasks)}
 
     def update_repair(self, repair_id: int, **fields) -> None:
         with self._write() as conn:
@@ -315,6 +495,10 @@ class Store:
                     end_time=end))
                 recovered.append(run_id)
         return recovered
+
+
+_DEFAULTS = {"life_cycle_state": "PENDING", "state_message": "", "attempt_number": 0, "execution_count": 0,
+             "is_latest": 1, "compute": "local", "start_time": 0, "end_time": 0, "cancel_requested": 0}
 
 
 def _alive(pid: int) -> bool:

@@ -83,6 +83,19 @@ MIGRATIONS: list[list[str]] = [
             task_run_ids_json TEXT NOT NULL DEFAULT '[]'
         )""",
     ],
+    [  # 2: control flow: cancel requests, queueing, `only`, for-each inputs, run-job children, retries
+        "ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN queue_enabled INTEGER",
+        "ALTER TABLE runs ADD COLUMN queue_duration INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN only_json TEXT",
+        "ALTER TABLE task_runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE task_runs ADD COLUMN original_attempt_run_id INTEGER",
+        "ALTER TABLE task_runs ADD COLUMN input_json TEXT",
+        "ALTER TABLE task_runs ADD COLUMN child_run_id INTEGER",
+        "CREATE INDEX ix_task_runs_parent ON task_runs (parent_task_run_id, iteration_index)",
+        "CREATE INDEX ix_runs_token ON runs (job_id, idempotency_token)",
+        "CREATE INDEX ix_runs_state ON runs (life_cycle_state, job_id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -107,6 +120,8 @@ runs = Table(
     Column("trigger_time", Integer), Column("start_time", Integer), Column("end_time", Integer),
     Column("repair_count", Integer), Column("pid", Integer), Column("idempotency_token", Text),
     Column("parent_task_run_id", Integer),
+    Column("cancel_requested", Integer), Column("queue_enabled", Integer), Column("queue_duration", Integer),
+    Column("only_json", Text),
 )
 
 task_runs = Table(
@@ -120,6 +135,8 @@ task_runs = Table(
     Column("exit_value", Text), Column("error", Text), Column("error_trace", Text),
     Column("output_path", Text), Column("logs_path", Text), Column("compute", Text),
     Column("start_time", Integer), Column("end_time", Integer),
+    Column("cancel_requested", Integer), Column("original_attempt_run_id", Integer), Column("input_json", Text),
+    Column("child_run_id", Integer),
 )
 
 task_values = Table(

@@ -1,4 +1,4 @@
-"""Python-script tasks (`spark_python_task`): a subprocess of this interpreter, output to logs.txt."""
+"""Python-script tasks (`spark_python_task`): an asyncio subprocess, output to logs.txt."""
 from __future__ import annotations
 
 import asyncio
@@ -6,20 +6,44 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..kernel.context import (CONTEXT_FILE, ENV_VAR, EXIT_FILE, LOGS_FILE, VALUES_FILE, TaskContext,
                               read_exit_value, read_values)
+from ..kernel.script_main import bootstrap_code
 from . import TaskOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..compute.base import ComputeBackend, KernelChoice
 
 TRACE_LINES = 100  # error_trace: the tail of the logs
 _TAIL_BYTES = 256 * 1024
 
 
-async def run_python_task(python_file: Path, args: list[str], context: TaskContext, workdir: Path) -> TaskOutput:
+async def run_python_task(python_file: Path, args: list[str], context: TaskContext, workdir: Path, *,
+                          backend: ComputeBackend | None = None, kernel: KernelChoice | None = None,
+                          environment: dict | None = None) -> TaskOutput:
     """Run `python_file` with `args` as argv; `dbutils` in the script sees `context`.
 
-    Cancelling the call kills the script's process group (then re-raises CancelledError).
+    Locally the script is an asyncio subprocess (of the environment's interpreter, else this one);
+    `backend` may run it elsewhere (a Dask worker). Cancelling the call kills the script's process
+    group (then re-raises CancelledError).
     """
+    if backend is None and kernel is None and environment is None:
+        output = await run_script_subprocess(python_file, args, context, workdir)
+        output.compute = "local"
+        return output
+    from ..compute.base import KernelChoice, ScriptRequest
+    from ..compute.local import local_backend
+
+    request = ScriptRequest(python_file=Path(python_file), args=[str(a) for a in args], context=context,
+                            workdir=Path(workdir), kernel=kernel or KernelChoice(), environment=environment)
+    return await (backend or local_backend()).run_script(request)
+
+
+async def run_script_subprocess(python_file: Path, args: list[str], context: TaskContext, workdir: Path, *,
+                                python: str | None = None, env: dict[str, str] | None = None) -> TaskOutput:
+    """The script as an asyncio subprocess; stdout+stderr to `<run_dir>/logs.txt`."""
     python_file = Path(python_file)
     run_dir = Path(context.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -27,13 +51,17 @@ async def run_python_task(python_file: Path, args: list[str], context: TaskConte
         (run_dir / stale).unlink(missing_ok=True)
     context_path = context.save(run_dir / CONTEXT_FILE)
     logs = run_dir / LOGS_FILE
-    env = dict(os.environ, **{ENV_VAR: str(context_path), "PYTHONUNBUFFERED": "1"})
+    environ = dict(os.environ, **(env or {}))
+    environ.update({ENV_VAR: str(context_path), "PYTHONUNBUFFERED": "1"})
     posix = os.name == "posix"
     with open(logs, "wb") as sink:
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(python_file), *[str(a) for a in args], cwd=str(workdir), env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=asyncio.subprocess.STDOUT,
+                # `python -c BOOTSTRAP file args` runs like `python file args`, with databricks.sdk.runtime
+                # giving nbjobs' dbutils in the script (nbjobs.kernel.script_main)
+                python or sys.executable, "-c", bootstrap_code(), str(python_file), *[str(a) for a in args],
+                cwd=str(workdir),
+                env=environ, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=posix)
         except OSError as exc:
             return TaskOutput(error=f"cannot start {python_file.name}: {exc}", logs_path=logs)
@@ -43,10 +71,15 @@ async def run_python_task(python_file: Path, args: list[str], context: TaskConte
             _kill(proc, posix)
             await asyncio.wait({asyncio.ensure_future(proc.wait())}, timeout=10)
             raise
+    return script_output(python_file.name, code, run_dir, logs)
+
+
+def script_output(name: str, code: int, run_dir: Path, logs: Path) -> TaskOutput:
+    """A finished script's TaskOutput: values, exit value, and on failure the summary and log tail."""
     output = TaskOutput(exit_value=read_exit_value(run_dir), values=read_values(run_dir), logs_path=logs)
     if code != 0:
         lines = _tail(logs)
-        output.error = _summary(python_file.name, code, lines)
+        output.error = _summary(name, code, lines)
         output.error_trace = "\n".join(lines[-TRACE_LINES:]) or None
     return output
 

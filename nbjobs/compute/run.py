@@ -1,0 +1,253 @@
+"""The compute of one run: which backend each task uses, and the job clusters' lifecycle.
+
+Mapping (DESIGN "Compute mapping"):
+- no compute field, or `environment_key` -> the local warm pool ("serverless"); the environment
+  chooses the kernel (`environments.py`);
+- `job_cluster_key` -> that `job_clusters[].new_cluster`: a Dask LocalCluster started for this run
+  (its `num_workers`), shared by the tasks that name it, closed when the run ends;
+- `new_cluster` on the task itself -> a LocalCluster for that task only, closed after it;
+- `existing_cluster_id` -> a Dask scheduler address (`tcp://host:port`) or a cluster named in the
+  workspace config; nbjobs connects and leaves it running;
+- instance-pool settings (`new_cluster.instance_pool_id` with `compute.instance_pools` in the
+  workspace config) -> the warm kernel pool size on that cluster's workers; the local pool's size
+  is `compute.kernel_pool_size` (default: the number of cores).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .base import ComputeBackend, ComputeError, KernelChoice
+from .config import ComputeConfig, ConfigError, load_compute_config
+
+
+@dataclass
+class ComputeTarget:
+    """Where one task runs."""
+
+    backend: ComputeBackend
+    kernel: KernelChoice = field(default_factory=KernelChoice)
+    environment: dict | None = None     # resolved where the kernel runs (remote workers)
+    close_after: bool = False           # a task-level new_cluster
+
+    @property
+    def label(self) -> str:
+        return self.backend.label
+
+
+def _cluster_size(spec: dict | None) -> int:
+    spec = spec or {}
+    autoscale = spec.get("autoscale") or {}
+    value = spec.get("num_workers")
+    if value is None and autoscale:
+        value = autoscale.get("max_workers") or autoscale.get("min_workers")
+    try:
+        return max(1, int(value or 1))  # num_workers 0 (single node): the driver works, here one worker
+    except (TypeError, ValueError):
+        return 1
+
+
+def _tasks(tasks: Iterable[Any]) -> Iterable[Any]:
+    for task in tasks:
+        yield task
+        inner = getattr(getattr(task, "for_each_task", None), "task", None)
+        if inner is not None:
+            yield from _tasks([inner])
+
+
+class RunCompute:
+    """Backends for the tasks of one run. `start()` when the run starts, `close()` when it ends."""
+
+    def __init__(self, settings: Any, *, home: str | Path | None = None):
+        self.settings = settings
+        self.home = Path(home) if home is not None else None
+        self._config: ComputeConfig | None = None
+        self._local: ComputeBackend | None = None
+        self._clusters: dict[str, ComputeBackend] = {}
+        self._environments: dict[tuple[str, bool], asyncio.Future] = {}
+        self._job_clusters = {c.job_cluster_key: c for c in (settings.job_clusters or []) if c.job_cluster_key}
+        self._environment_specs = {e.environment_key: e.spec for e in (settings.environments or [])
+                                   if e.environment_key}
+        self._closed = False
+
+    @property
+    def config(self) -> ComputeConfig:
+        if self._config is None:
+            self._config = load_compute_config(self.home)
+        return self._config
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Warm up what the run will need, without waiting: local kernels, job clusters."""
+        try:
+            config = self.config
+        except ConfigError:
+            return  # reported by the first task that needs it
+        local_notebooks: set[str] = set()
+        cluster_keys: set[str] = set()
+        for task in _tasks(self.settings.tasks):
+            if task.job_cluster_key:
+                cluster_keys.add(task.job_cluster_key)
+            elif task.notebook_task is not None and not (task.existing_cluster_id or task.new_cluster):
+                if not task.environment_key and not getattr(task.notebook_task, "kernel_name", None):
+                    local_notebooks.add(task.notebook_task.notebook_path)
+        if local_notebooks:
+            from .kernels import pool_manager
+            manager = pool_manager()
+            if config.kernel_pool_size is not None:
+                manager.set_size(config.kernel_pool_size)
+            manager.submit(_prestart(manager, sorted(local_notebooks)))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for key in cluster_keys:  # start job clusters now, in the background (a failure shows per task)
+            if key in self._job_clusters:
+                try:
+                    backend = self._cluster_backend(key)
+                except ComputeError:
+                    continue
+                task = asyncio.ensure_future(backend.start())
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        """Close the job clusters this run started (existing clusters stay up)."""
+        self._closed = True
+        clusters, self._clusters = list(self._clusters.values()), {}
+        if clusters:
+            await asyncio.gather(*(c.close() for c in clusters), return_exceptions=True)
+
+    # -- mapping --------------------------------------------------------------------------------------
+    def local(self) -> ComputeBackend:
+        if self._local is None:
+            from .local import LocalBackend
+            self._local = LocalBackend(pool_size=self.config.kernel_pool_size)
+        return self._local
+
+    def _cluster_backend(self, job_cluster_key: str) -> ComputeBackend:
+        name = f"job_cluster:{job_cluster_key}"
+        backend = self._clusters.get(name)
+        if backend is None:
+            cluster = self._job_clusters.get(job_cluster_key)
+            if cluster is None:
+                defined = ", ".join(sorted(self._job_clusters)) or "none"
+                raise ComputeError(f"job_cluster_key '{job_cluster_key}' is not defined in job_clusters "
+                                   f"(defined: {defined})")
+            backend = self._clusters[name] = self._new_cluster(cluster.new_cluster, f"dask {name}")
+        return backend
+
+    def _new_cluster(self, spec: dict | None, label: str) -> ComputeBackend:
+        from .dask_backend import DaskBackend
+        spec = spec or {}
+        dask = self.config.dask
+        return DaskBackend(n_workers=_cluster_size(spec), threads_per_worker=dask.get("threads_per_worker"),
+                           pool_size=self.config.pool_size_for(spec.get("instance_pool_id")), label=label)
+
+    def _existing(self, cluster_id: str) -> ComputeBackend:
+        name = f"existing_cluster:{cluster_id}"
+        backend = self._clusters.get(name)
+        if backend is None:
+            address = self.config.clusters.get(cluster_id)
+            if address is None:
+                if "://" not in cluster_id:
+                    where = self.config.path or (self.home / "config.yml" if self.home else "the workspace config")
+                    raise ComputeError(
+                        f"existing_cluster_id '{cluster_id}' is neither a Dask scheduler address "
+                        f"(tcp://host:port) nor a cluster named under compute.clusters in {where}")
+                address = cluster_id
+            from .dask_backend import DaskBackend
+            backend = DaskBackend(address=address, label=f"dask {name}" if address == cluster_id
+                                  else f"dask {name} ({address})")
+            self._clusters[name] = backend
+        return backend
+
+    async def _environment(self, key: str, notebook: bool) -> KernelChoice:
+        if key not in self._environment_specs:
+            defined = ", ".join(sorted(self._environment_specs)) or "none"
+            raise ComputeError(f"environment_key '{key}' is not defined in environments (defined: {defined})")
+        slot = (key, notebook)
+        future = self._environments.get(slot)
+        if future is None:
+            from .environments import resolve_environment
+            envs_dir = (self.home or Path(".nbjobs")) / "envs"
+            future = self._environments[slot] = asyncio.ensure_future(asyncio.to_thread(
+                resolve_environment, key, self._environment_specs[key], envs_dir=envs_dir, notebook=notebook))
+        return await asyncio.shield(future)
+
+    async def target(self, task: Any) -> ComputeTarget:
+        """The backend (started) and kernel for `task`; ComputeError says what is wrong."""
+        if self._closed:
+            raise ComputeError("the run's compute is closed")
+        try:
+            self.config
+        except ConfigError as exc:
+            raise ComputeError(str(exc)) from None
+        environment = None
+        key = task.environment_key
+        if key and key not in self._environment_specs:
+            defined = ", ".join(sorted(self._environment_specs)) or "none"
+            raise ComputeError(f"environment_key '{key}' is not defined in environments (defined: {defined})")
+        if key:
+            environment = {"key": key, "spec": self._environment_specs[key]}
+        kernel_name = getattr(task.notebook_task, "kernel_name", None) if task.notebook_task else None
+        if task.existing_cluster_id or task.job_cluster_key or task.new_cluster:
+            if task.existing_cluster_id:
+                backend, close_after = self._existing(task.existing_cluster_id), False
+            elif task.job_cluster_key:
+                backend, close_after = self._cluster_backend(task.job_cluster_key), False
+            else:
+                backend = self._new_cluster(task.new_cluster, f"dask new_cluster:{task.task_key}")
+                close_after = True
+            await backend.start()
+            return ComputeTarget(backend, KernelChoice(kernel_name=kernel_name), environment, close_after)
+        kernel = KernelChoice()
+        if key:
+            kernel = await self._environment(key, task.notebook_task is not None)
+        if kernel_name:
+            kernel = KernelChoice(**{**kernel.to_dict(), "kernel_name": kernel_name})
+        backend = self.local()
+        await backend.start()
+        return ComputeTarget(backend, kernel, None)
+
+    async def release(self, target: ComputeTarget) -> None:
+        """After a task: a task-level cluster is closed."""
+        if target.close_after:
+            await target.backend.close()
+
+
+async def _prestart(manager: Any, notebook_paths: list[str]) -> None:
+    """On the pool loop: the kernelspecs of these notebooks, then fill their pools; warm the imports."""
+    from .kernels import KernelKey
+
+    def names() -> list[str]:
+        found = set()
+        for path in notebook_paths:
+            try:
+                if not path.endswith(".ipynb"):
+                    found.add("python3")
+                    continue
+                with open(path, encoding="utf-8") as fh:
+                    nb = json.load(fh)
+                found.add((nb.get("metadata", {}).get("kernelspec") or {}).get("name") or "python3")
+            except (OSError, ValueError):
+                continue
+        return sorted(found)
+
+    keys = [KernelKey(name) for name in await asyncio.to_thread(names)]
+    manager.prestart(keys)
+    await asyncio.sleep(0.01)  # let the kernel starts go out first: they boot in their own processes
+    warm_imports()
+
+
+def warm_imports() -> None:
+    """Import what executing a notebook needs, on the pool loop (never in two threads at once:
+    papermill's modules import each other, and concurrent first imports can see them half-made)."""
+    import nbclient  # noqa: F401
+    import papermill.clientwrap  # noqa: F401
+    import papermill.engines  # noqa: F401
+    import papermill.execute  # noqa: F401
+    import papermill.iorw  # noqa: F401
+    import papermill.parameterize  # noqa: F401
