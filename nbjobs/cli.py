@@ -168,7 +168,6 @@ def _dispatch(args, err: Console) -> int:
 
 
 def _run_and_report(ws, job_id: int, params: dict, args, out: Console, err: Console) -> int:
-    import asyncio
     extra = {k: v for k, v in (("idempotency_token", getattr(args, "idempotency_token", None)),
                                ("only", getattr(args, "only", None))) if v}
     if hasattr(ws, "url"):  # a server: the run executes there; Ctrl-C here cancels it
@@ -187,7 +186,8 @@ def _run_and_report(ws, job_id: int, params: dict, args, out: Console, err: Cons
         run = ws.wait(run_id)
     else:
         err.print(f"Run {run_id} started (NBJOBS_HOME={_short_path(str(ws.home))})", soft_wrap=True)
-        run = asyncio.run(ws.execute_run(run_id, on_event=progress, concurrency=args.concurrency))
+        # here (asyncio.run: Ctrl-C stops the tasks), or on the engine when a loop already runs here
+        run = ws.execute(run_id, on_event=progress, concurrency=args.concurrency)
     return _report(run, job_id, args, out, err)
 
 

@@ -102,7 +102,7 @@ def show_problems(problems: list, source: str | None = None) -> None:
 def show_table(renderable: Any) -> None:
     """A rich table as notebook output (HTML, with a text/plain twin)."""
     from rich.console import Console
-    Console(force_jupyter=True, width=160).print(renderable)
+    Console(force_jupyter=True, width=160, color_system=None).print(renderable)
 
 
 def _params(items: list[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
@@ -108,7 +109,8 @@ class RunDriver:
                  on_event: EventHandler | None = None, done: dict[str, tuple[ResultState, str | None]] | None = None,
                  repair_id: int | None = None, child_runs: ChildRuns | None = None,
                  poll_seconds: float = POLL_SECONDS):
-        self.store = store
+        from .store.batched import BatchedRunStore
+        self.store = store = BatchedRunStore(store, run_id)  # state written in batches, task rows read from memory
         self.run_id = run_id
         self.settings = settings
         self.tasks: dict[str, Task] = {t.task_key: t for t in settings.tasks}
@@ -502,17 +504,7 @@ class RunDriver:
     # -- references and dispatch --------------------------------------------------------------
     def ref_context(self, key: str, task_run_id: int, execution_count: int, element: Any = MISSING) -> RefContext:
         run = self.run_row
-        values = self.store.task_values(self.run_id)
-        tasks = {}
-        for row in self.store.task_runs(self.run_id):
-            task = row["task"]
-            tasks[row["task_key"]] = TaskRefState(
-                run_id=row["task_run_id"],
-                result_state=(row["result_state"] or "").lower() or None,
-                error_code="" if row["result_state"] in (None, "SUCCESS") else "RunExecutionError",
-                execution_count=row["execution_count"],
-                notebook_path=(task.get("notebook_task") or {}).get("notebook_path"),
-                values=values.get(row["task_key"], {}))
+        tasks = _TaskStates(self.store)  # built per task a reference names: O(1), not O(tasks), per task
         unit = self._units.get(task_run_id)
         task = unit.task if unit is not None else self.tasks[key]
         return RefContext(
@@ -720,6 +712,36 @@ class RunDriver:
         from .tasks.for_each import stats
         self._emit("task_progress", task_key=unit.key, task_run_id=unit.task_run_id, life_cycle_state="RUNNING",
                    stats=stats(unit.iterations.values()), attempt_number=unit.attempt)
+
+
+class _TaskStates(Mapping):
+    """`RefContext.tasks`, read lazily from the driver's in-memory task rows and values."""
+
+    def __init__(self, store: Any):
+        self._store = store
+        self._cache: dict[str, TaskRefState] = {}
+
+    def __getitem__(self, key: str) -> TaskRefState:
+        state = self._cache.get(key)
+        if state is None:
+            row = self._store.latest_task_row(key)
+            if row is None:
+                raise KeyError(key)
+            task = row.get("task") or {}
+            state = self._cache[key] = TaskRefState(
+                run_id=row["task_run_id"],
+                result_state=(row["result_state"] or "").lower() or None,
+                error_code="" if row["result_state"] in (None, "SUCCESS") else "RunExecutionError",
+                execution_count=row["execution_count"],
+                notebook_path=(task.get("notebook_task") or {}).get("notebook_path"),
+                values=self._store.values_of(key))
+        return state
+
+    def __iter__(self):
+        return iter(self._store.task_keys())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _interrupted(exc: BaseException) -> str:

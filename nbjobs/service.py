@@ -342,7 +342,10 @@ class Workspace:
                                     start_time_to=start_time_to, before=before)
         out = []
         for row in rows:
-            run = api_json.run_json(row, self.store.task_runs(row["run_id"]) if expand_tasks else [])
+            tasks = self.store.task_runs(row["run_id"]) if expand_tasks else []
+            loops = {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
+                     for t in tasks if "for_each_task" in t["task"]}
+            run = api_json.run_json(row, tasks, for_each_iterations=loops)
             if not expand_tasks:
                 run.pop("tasks")
             out.append(run)

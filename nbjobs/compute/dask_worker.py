@@ -38,7 +38,7 @@ class KernelPoolPlugin(WorkerPlugin):
         manager = pool_manager()
         if self.pool_size is not None:
             manager.set_size(self.pool_size)
-        manager.prestart([KernelKey(name) for name in self.kernel_names])
+        manager.submit(manager.warm([KernelKey(name) for name in self.kernel_names]))
 
     def teardown(self, worker: Any) -> None:
         status = str(getattr(worker, "status", "")).lower()

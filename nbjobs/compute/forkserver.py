@@ -71,6 +71,7 @@ def _child(request: dict, reply_fd: int, children: set[int]) -> None:
             os.chdir(request["cwd"])
         import random
         random.seed()
+        _name_process(b"nbjobs-kernel")
         # the trait's default was read from the environment at import time, here: pass it explicitly
         # (the kernel then exits when this server dies, and prints no "--existing" banner)
         sys.argv = ["ipykernel_launcher", *request["argv"], f"--IPKernelApp.parent_handle={parent}"]
@@ -88,6 +89,16 @@ def _child(request: dict, reply_fd: int, children: set[int]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _name_process(name: bytes) -> None:
+    """Best effort: the name `ps -o comm` / `top` show (the command line stays the server's)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+    except Exception:
+        pass
 
 
 def _kill(pid: int) -> None:
@@ -112,6 +123,7 @@ def main() -> int:
         while data:
             data = data[os.write(reply_fd, data):]
 
+    _name_process(b"nbjobs-forksrv")
     try:
         preloaded = _preload()
         if threading.active_count() != 1:

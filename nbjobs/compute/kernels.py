@@ -65,6 +65,20 @@ def fork_enabled() -> bool:
         os.environ.get("NBJOBS_KERNEL_LAUNCH", "fork").lower() != "spawn"
 
 
+def skip_slow_imports() -> None:
+    """Keep jsonschema from importing `rfc3987_syntax` in this process, unless something already did.
+
+    nbformat imports jsonschema, whose format checkers import `rfc3987_syntax` when it is installed
+    (jupyter-events pulls it in); that module builds a Lark grammar at import: ~2 CPU-s, 10x the rest
+    of nbformat, paid by every process that runs notebooks (the CLI, each Dask worker). It only serves
+    the "iri"/"iri-reference" formats, which notebook validation does not use. NBJOBS_KEEP_IRI_FORMAT=1
+    keeps it.
+    """
+    if os.environ.get("NBJOBS_KEEP_IRI_FORMAT") == "1" or "jsonschema" in sys.modules:
+        return
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # -> ImportError, skipped
+
+
 class KernelStartError(RuntimeError):
     """A kernel could not be started (after retries)."""
 
@@ -661,6 +675,7 @@ class PoolManager:
     """The process's kernel pools and the background loop thread they live on."""
 
     def __init__(self, size: int | None = None):
+        skip_slow_imports()
         self.size = default_pool_size() if size is None else size
         self.sizes: dict[KernelKey, int] = {}
         self.pools: dict[KernelKey, KernelPool] = {}
@@ -720,6 +735,15 @@ class PoolManager:
             for key in keys:
                 self.pool(key)._top_up()
         self.loop.call_soon_threadsafe(apply)
+
+    async def warm(self, keys: list[KernelKey]) -> None:
+        """On the pool loop: start filling the pools of `keys`, then import the executor's modules
+        while those kernels boot in their own processes."""
+        for key in keys:
+            self.pool(key)._top_up()
+        await asyncio.sleep(0.01)
+        from .notebook_exec import warm_imports
+        warm_imports()
 
     def kill_execution(self, execution_id: str) -> bool:
         """Kill the kernel of an execution (also one not started yet: it will not start)."""

@@ -81,6 +81,20 @@ def _classes() -> tuple[type, type]:
 _CLASSES: tuple[type, type] | None = None
 
 
+def warm_imports() -> None:
+    """Import what executing a notebook needs. Call it on the pool loop: never import these in two
+    threads at once (papermill's modules import each other; a concurrent first import can see one
+    half-made)."""
+    global _CLASSES
+    import nbclient  # noqa: F401
+    import papermill.execute  # noqa: F401
+    import papermill.iorw  # noqa: F401
+    import papermill.parameterize  # noqa: F401
+    import papermill.utils  # noqa: F401
+    if _CLASSES is None:
+        _CLASSES = _classes()
+
+
 async def execute_on_kernel(nb: Any, kernel: PooledKernel, source: Path, output: Path, *,
                             exited: Path | None = None, killed: Any = None) -> NotebookResult:
     """Execute prepared `nb` on `kernel`; the executed notebook is written to `output`, also on failure.

@@ -237,17 +237,4 @@ async def _prestart(manager: Any, notebook_paths: list[str]) -> None:
         return sorted(found)
 
     keys = [KernelKey(name) for name in await asyncio.to_thread(names)]
-    manager.prestart(keys)
-    await asyncio.sleep(0.01)  # let the kernel starts go out first: they boot in their own processes
-    warm_imports()
-
-
-def warm_imports() -> None:
-    """Import what executing a notebook needs, on the pool loop (never in two threads at once:
-    papermill's modules import each other, and concurrent first imports can see them half-made)."""
-    import nbclient  # noqa: F401
-    import papermill.clientwrap  # noqa: F401
-    import papermill.engines  # noqa: F401
-    import papermill.execute  # noqa: F401
-    import papermill.iorw  # noqa: F401
-    import papermill.parameterize  # noqa: F401
+    await manager.warm(keys)

@@ -7,7 +7,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,22 +126,38 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
-def _upstream_closure(deps: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """Every task's transitive upstream keys (cycles tolerated), in declaration order."""
-    order = list(deps)
-    out: dict[str, list[str]] = {}
-    for key in deps:
-        seen: set[str] = set()
-        todo = list(deps[key])
-        while todo:
-            k = todo.pop()
-            if k in seen or k not in deps:
-                continue
-            seen.add(k)
-            todo.extend(deps[k])
-        seen.discard(key)
-        out[key] = [k for k in order if k in seen]
-    return out
+def _upstream_closure(deps: Mapping[str, list[str]], key: str) -> list[str]:
+    """`key`'s transitive upstream keys (cycles tolerated), in declaration order."""
+    seen: set[str] = set()
+    todo = list(deps.get(key, ()))
+    while todo:
+        k = todo.pop()
+        if k in seen or k not in deps:
+            continue
+        seen.add(k)
+        todo.extend(deps[k])
+    seen.discard(key)
+    return [k for k in deps if k in seen]
+
+
+class _Upstream(Collection):
+    """A task's transitive upstream keys, computed on first use (by a `{{tasks.…}}` reference):
+    computing them for every task up front is quadratic in a deep DAG."""
+
+    def __init__(self, checker: Any, key: str):
+        self._checker, self._key = checker, key
+
+    def _keys(self) -> list[str]:
+        return self._checker.upstream_of(self._key)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._keys()
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
 
 
 # -- pydantic errors -----------------------------------------------------------------------------
@@ -289,13 +305,13 @@ class _Checker:
         self.keys = list(self.by_key)
         self.deps = {k: [d for d in self.dep_keys(t) if d in self.by_key and d != k]
                      for k, t in self.by_key.items()}
-        self.upstream = _upstream_closure(self.deps)
+        self._upstream: dict[str, list[str]] = {}  # transitive upstream, computed for tasks that need it
         self.params = self.check_parameters(data.get("parameters"))
 
         for i, task in enumerate(tasks):
             if isinstance(task, dict):
                 key = as_text(task.get("task_key"))
-                ups = self.upstream.get(key, []) if isinstance(key, str) else []
+                ups = _Upstream(self, key) if isinstance(key, str) else []
                 self.check_task(task, self.labels[i], ups, nested=False)
                 self.check_depends_on(task, self.labels[i], key)
 
@@ -305,6 +321,13 @@ class _Checker:
             self.add(f"{self.labels[i]}.depends_on", "the tasks depend on each other in a cycle: "
                      + " -> ".join(cycle) + " (each runs before the next)",
                      "remove one of these dependencies so the tasks form a DAG")
+
+    def upstream_of(self, key: str) -> list[str]:
+        """`key`'s transitive upstream keys in declaration order (only tasks whose references name other
+        tasks need it: computing it for every task is quadratic in a deep DAG)."""
+        if key not in self._upstream:
+            self._upstream[key] = _upstream_closure(self.deps, key)
+        return self._upstream[key]
 
     def check_parameters(self, params: Any) -> list[str]:
         names: list[str] = []

@@ -378,10 +378,8 @@ class TaskForm(widgets.VBox):
         old = self.task.get("task_key")
         new = (value or "").strip()
         self.task["task_key"] = new
-        for other in self.others:  # keep dependencies pointing at the renamed task
-            for dep in other.get("depends_on") or []:
-                if isinstance(dep, dict) and dep.get("task_key") == old and old:
-                    dep["task_key"] = new
+        if old and new and old != new:
+            rename_task(self.others + [self.task], old, new)
 
     def _payload(self, field: str) -> dict:
         payload = self.task.get(field)
@@ -502,6 +500,30 @@ class TaskForm(widgets.VBox):
                 else:
                     dep.pop("outcome", None)
         self._on_change(True)
+
+
+def rename_task(tasks: list[dict], old: str, new: str) -> None:
+    """After a task key changed: dependencies on it and `{{tasks.<old>....}}` references follow."""
+    pattern = re.compile(r"(\{\{\s*tasks\.)" + re.escape(old) + r"(?=[.\s}])")
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return pattern.sub(lambda m: m.group(1) + new, value)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    for task in tasks:
+        if not isinstance(task, dict):
+            continue
+        for dep in task.get("depends_on") or []:
+            if isinstance(dep, dict) and dep.get("task_key") == old:
+                dep["task_key"] = new
+        for name, value in list(task.items()):
+            if name not in ("task_key", "depends_on"):
+                task[name] = fix(value)
 
 
 def _esc(text: Any) -> str:

@@ -21,7 +21,7 @@ from ..spec import validate_job_settings
 from .client import accepts, call, default_client, lab_path
 from .details import (esc, history_label, message_html, problems_html, run_summary, task_details_html)
 from .editor import (TaskForm, graph_tasks, new_task, params_text, pairs_text, parse_pairs, parse_params,
-                     problem_task_index, source_files, task_kind)
+                     problem_task_index, rename_task, source_files, task_kind)
 from .graph import DagGraph
 from .monitor import RunMonitor
 from .states import is_active, progress, ui_state
@@ -382,10 +382,7 @@ class JobPanel(widgets.VBox):
             else:
                 task[name] = copy.deepcopy(value)
         if new_key and new_key != key:
-            for other in self.tasks:
-                for dep in other.get("depends_on") or []:
-                    if isinstance(dep, dict) and dep.get("task_key") == key:
-                        dep["task_key"] = new_key
+            rename_task(self.tasks, key, new_key)
         self._changed(structural=True)
 
     def depend(self, key: str, upstream: str, outcome: str | bool | None = None) -> None:
@@ -576,8 +573,11 @@ class JobPanel(widgets.VBox):
         return run
 
     def close(self) -> None:
-        self.monitor.stop()
-        if self._worker is not None:
+        """Stop following runs and close the widgets (runs go on)."""
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            monitor.stop()
+        if getattr(self, "_worker", None) is not None:
             self._worker.shutdown(wait=False)
         super().close()
 

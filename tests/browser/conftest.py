@@ -120,7 +120,7 @@ class Lab:
         return f"{self.url}/lab/tree/{rel}?reset&token={self.token}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
     server = Lab(base)
@@ -132,7 +132,7 @@ def lab(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(lab):
     try:
         from playwright.sync_api import sync_playwright
@@ -153,11 +153,18 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture
-def page(request, browser, lab, tmp_path):
+@pytest.fixture(scope="package")
+def browser_context(browser):
+    """One context for the browser tests: JupyterLab's bundles load from its cache after the first test."""
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
     context.set_default_timeout(30_000)
-    pg = context.new_page()
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(request, browser_context, lab, tmp_path):
+    pg = browser_context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda m: errors.append(f"console.{m.type}: {m.text[:300]}") if m.type in ("error", "warning")
@@ -171,7 +178,7 @@ def page(request, browser, lab, tmp_path):
             print(f"\nscreenshot of the failure: {tmp_path / 'failure.png'}\npage errors: {errors}\n"
                   f"lab log:\n{lab.log_tail(20)}")
     finally:
-        context.close()
+        pg.close()
 
 
 # -- helpers the tests share -------------------------------------------------------------------------

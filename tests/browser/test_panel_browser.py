@@ -13,7 +13,8 @@ from .conftest import (click_node, graph_info, graph_states, kernel_status, open
 pytestmark = pytest.mark.timeout(150)
 
 FLAKY = """
-import os
+import os, time
+time.sleep(1.5)  # long enough to still run while the test keeps the kernel busy
 if os.path.exists("FAIL_REPORT"):
     raise RuntimeError("report failed on purpose (FAIL_REPORT exists)")
 dbutils.jobs.taskValues.set("pages", 12)
@@ -28,7 +29,7 @@ def test_build_run_watch_and_repair(page, lab, tmp_path):
     (folder / "FAIL_REPORT").write_text("remove me to make the report task pass")
     write_notebook(lab.root / "build.ipynb",
                    'from nbjobs.ui import JobPanel\npanel = JobPanel("restaurant/restaurant_job.yml")\npanel',
-                   'import time\ntime.sleep(4)\nprint("kernel was busy")')
+                   'import time\ntime.sleep(5)\nprint("kernel was busy")')
     open_notebook(page, lab, "build.ipynb")
     run_cell(page, 0)
     wait_graph(page, "cy.nodes().length === 9 && cy.edges().length >= 12")
@@ -67,14 +68,13 @@ def test_build_run_watch_and_repair(page, lab, tmp_path):
     while time.monotonic() < deadline:
         now = graph_states(page)
         busy = kernel_status(page) == "busy"
-        print(round(time.monotonic() % 1000, 2), busy, now)
         for k, v in now.items():
             if v != "none" and (not seen.get(k) or seen[k][-1] != v):
                 if seen.get(k) and busy and busy_cell_started:
                     changed_while_busy = True
                 seen.setdefault(k, []).append(v)
         if not busy_cell_started and seen:
-            run_cell(page, 1)  # the kernel is busy for 4 s: the graph must keep updating meanwhile
+            run_cell(page, 1)  # the kernel is busy for 5 s: the graph must keep updating meanwhile
             busy_cell_started = True
         if all(v in DONE for v in now.values()):
             break
