@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test venv venv-test browser-deps clean
+.PHONY: run test bench venv venv-test browser-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: venv
 
 test: venv-test browser-deps
 	$(PY) -m pytest
+
+# The four benchmarks (nbjobs vs papermill, measured in the same run) and their summary table.
+bench: venv-test
+	$(PY) benchmarks/run_all.py
 
 # The browser tests (tests/browser) drive Debian's chromium through Playwright (never `playwright install`).
 browser-deps:

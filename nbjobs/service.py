@@ -6,7 +6,9 @@ import concurrent.futures
 import getpass
 import os
 import shutil
+import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -37,6 +39,7 @@ class InvalidState(NbjobsError):
 
 
 _DRIVERS: dict[Path, dict[int, Any]] = {}
+_OPEN: "weakref.WeakSet[Workspace]" = weakref.WeakSet()  # open workspaces of this process
 
 
 def default_home() -> Path:
@@ -62,10 +65,16 @@ class Workspace:
         # runs executing in this process (any Workspace of this folder): run_id -> RunDriver (None: starting)
         self._drivers: dict[int, RunDriver | None] = _DRIVERS.setdefault(self.home, {})
         self.store.recover_orphans()
+        _OPEN.add(self)
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        _OPEN.discard(self)
+        if not _OPEN:  # the last open workspace of this process: kill the warm kernels (nbjobs.compute)
+            kernels = sys.modules.get("nbjobs.compute.kernels")
+            if kernels is not None:
+                kernels.shutdown_pools()
         self.store.close()
 
     # -- jobs ---------------------------------------------------------------------------------

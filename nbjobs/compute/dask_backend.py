@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,13 @@ class DaskBackend(ComputeBackend):
                           host="127.0.0.1", dashboard_address=None, asynchronous=True,
                           silence_logs=logging.ERROR, worker_dashboard_address=None)
             kwargs.update(self.cluster_kwargs)
-            # a worker lost mid-task fails that task at once instead of re-running it elsewhere
+            # a worker lost mid-task fails that task at once instead of re-running it elsewhere;
+            # workers are forked from a fork server that imported their code once (see dask_preload)
+            method = os.environ.get("NBJOBS_DASK_START_METHOD") or _start_method()
             with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                                  "distributed.worker.daemon": False}):
+                                  "distributed.worker.multiprocessing-method": method}):
+                if method == "forkserver":
+                    _preload_forkserver()
                 try:
                     self.cluster = await distributed.LocalCluster(**kwargs)
                 except Exception as exc:
@@ -244,14 +249,28 @@ class DaskBackend(ComputeBackend):
             pass
 
 
+def _start_method() -> str:
+    import multiprocessing
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _preload_forkserver() -> None:
+    """What the multiprocessing fork server imports before forking workers (once per process; it must
+    be set before that server starts, and instead of distributed's own list)."""
+    import multiprocessing
+
+    import distributed.utils as dutils
+
+    if getattr(dutils, "_forkserver_preload_set", False):
+        return
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["distributed", "dask", "nbjobs.compute.dask_preload"])
+    dutils._forkserver_preload_set = True
+
+
 def _notebook_text(path: Path, text: str | None) -> str:
-    """The notebook as .ipynb JSON text (a `.py` source notebook is converted here, on the driver)."""
+    """The notebook file's text, shipped to the worker (`prepare_notebook` reads .ipynb JSON or a .py
+    source-format notebook from it, as from the file)."""
     if text is not None:
         return text
-    path = Path(path)
-    if path.suffix.lower() == ".py":
-        import nbformat
-
-        from ..kernel.source_format import read_notebook
-        return nbformat.writes(read_notebook(path))
-    return path.read_text(encoding="utf-8")
+    return Path(path).read_text(encoding="utf-8")
