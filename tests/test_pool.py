@@ -20,7 +20,7 @@ from conftest import task_states, write_notebook
 pytestmark = pytest.mark.timeout(120)
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -107,8 +107,13 @@ def test_no_kernel_is_left_after_a_failure_a_timeout_or_a_cancel(workspace, tmp_
         wait_for(lambda pid=pid: gone(pid), what=f"kernel {pid} killed")
     assert (tmp_path / "c" / "notebook.ipynb").exists()        # what ran is kept, also when cancelled
 
+    stats = pool_manager().stats()
+    ours = set(stats["live"]) | set(stats["servers"]) | {p.pid for p in kernel_processes()
+                                                         if p.name().startswith("nbjobs-")}
+    assert stats["servers"] and ours
     shutdown_pools()                                            # also what Workspace.close() does
-    wait_for(lambda: not kernel_processes(), timeout=10, what="no kernel processes")
+    wait_for(lambda: all(gone(pid) for pid in ours), timeout=30, what="no pooled kernel or fork server left")
+    assert not [p for p in kernel_processes() if p.name().startswith("nbjobs-")]
 
 
 def test_kernel_start_failures_are_retried_and_a_task_can_choose_its_kernel(workspace, tmp_path, monkeypatch):
@@ -146,6 +151,19 @@ def test_kernel_start_failures_are_retried_and_a_task_can_choose_its_kernel(work
     assert int(counter.read_text()) >= 2                        # failed once, then started
     default = json.loads(Path(rows["default"]["output_path"]).read_text())
     assert "flaky_kernel.py" not in "".join(default["cells"][1]["outputs"][0]["text"])
+
+
+def test_an_idle_pool_is_emptied(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBJOBS_KERNEL_POOL_IDLE", "1")
+    shutdown_pools()
+    nb = write_notebook(tmp_path / "one.ipynb", "1")
+    out = asyncio.run(run_notebook_task(nb, {}, context(tmp_path / "r"), tmp_path))
+    assert out.error is None
+    manager = pool_manager()
+    wait_for(lambda: not (lambda s: s["live"] or s["servers"])(manager.stats()), what="the idle pool emptied")
+    out = asyncio.run(run_notebook_task(nb, {}, context(tmp_path / "r2"), tmp_path))  # and it comes back
+    assert out.error is None
+    shutdown_pools()
 
 
 def test_prestarting_kernels_does_not_slow_commands_that_run_nothing(tmp_path):

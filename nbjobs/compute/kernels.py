@@ -59,6 +59,14 @@ def default_pool_size() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def idle_seconds() -> float:
+    """A pool unused this long is emptied (its kernels and fork server stop): $NBJOBS_KERNEL_POOL_IDLE, 600."""
+    try:
+        return float(os.environ.get("NBJOBS_KERNEL_POOL_IDLE") or 600)
+    except ValueError:
+        return 600.0
+
+
 def fork_enabled() -> bool:
     """Fork ipykernel kernels from a fork server (POSIX). NBJOBS_KERNEL_LAUNCH=spawn turns it off."""
     return os.name == "posix" and hasattr(os, "fork") and \
@@ -221,6 +229,9 @@ class _ForkServer:
         except asyncio.TimeoutError:
             self.close()
             raise KernelStartError("the kernel fork server did not start in time") from None
+        except BaseException:  # cancelled while starting (the pool shuts down): do not leak the process
+            self.close()
+            raise
         if not first.get("ready"):
             self.close()
             raise KernelStartError(f"the kernel fork server could not preload ipykernel: {first.get('error')}")
@@ -412,7 +423,8 @@ class PooledKernel:
 
     async def dispose(self) -> None:
         """Kill, disconnect and remove the connection files (in the background, after use)."""
-        self.kill()
+        if not self.killed:
+            self.kill()
         try:
             self.client.stop_channels()
         except Exception:  # pragma: no cover - best effort
@@ -442,6 +454,7 @@ class KernelPool:
         self._server_lock = asyncio.Lock()
         self._fork_failed = False
         self._boots: set[asyncio.Task] = set()
+        self.last_used = time.monotonic()
 
     # sizing and refill
     def resize(self, size: int) -> None:
@@ -465,6 +478,7 @@ class KernelPool:
         if self.closed:
             raise KernelStartError("the kernel pool is shut down")
         self.failure = None  # a new request: try again after an earlier failure
+        self.last_used = time.monotonic()
         while self.ready:
             kernel = self.ready.popleft()
             if kernel.process.alive():
@@ -591,6 +605,8 @@ class KernelPool:
         try:
             client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
             kernel.language_info = await _wait_ready(client, process, START_TIMEOUT)
+            if spec.ipykernel:  # a fresh IPython's first cell costs ~20 ms of one-time setup: pay it here
+                await _run_silently(client, process, "pass", START_TIMEOUT)
         except BaseException:
             self.manager.dispose(kernel)
             raise
@@ -642,6 +658,23 @@ async def _wait_ready(client: Any, process: KernelProcess, timeout: float) -> di
         # the SUB socket joined after that `idle` was published: ask again
 
 
+async def _run_silently(client: Any, process: KernelProcess, code: str, timeout: float) -> None:
+    """Execute `code` silently (no output, no history, no execution count) and wait until it is done."""
+    msg_id = client.execute(code, silent=True, store_history=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise KernelStartError("the kernel exited while starting")
+        try:
+            msg = await client.get_iopub_msg(timeout=0.25)
+        except Exception:  # queue.Empty
+            continue
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"):
+            return
+    raise KernelStartError(f"the kernel did not finish its warm-up within {timeout:g} s")
+
+
 # -- the manager ---------------------------------------------------------------------------------------
 
 class ExecutionHandle:
@@ -684,6 +717,7 @@ class PoolManager:
         self.killed_executions: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.closing = False
         self._disposals: set[asyncio.Task] = set()
+        self._reaper: asyncio.Task | None = None
         ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
@@ -775,7 +809,23 @@ class PoolManager:
         pool = self.pools.get(key)
         if pool is None:
             pool = self.pools[key] = KernelPool(self, key, self.sizes.get(key, self.size))
+        pool.last_used = time.monotonic()
+        if self._reaper is None:
+            self._reaper = self.loop.create_task(self._reap_idle())
         return pool
+
+    async def _reap_idle(self) -> None:
+        """Empty pools nobody used for `idle_seconds()` (a long-lived server keeps no idle kernels)."""
+        while True:
+            limit = idle_seconds()
+            await asyncio.sleep(max(0.05, min(30.0, limit / 4)))
+            now = time.monotonic()
+            for key, pool in list(self.pools.items()):
+                if now - pool.last_used >= limit and not pool.busy and not pool.waiters:
+                    del self.pools[key]
+                    await pool.close()
+                    if pool.server is not None:
+                        pool.server.close()
 
     async def acquire(self, key: KernelKey) -> PooledKernel:
         return await self.pool(key).acquire()
@@ -802,6 +852,8 @@ class PoolManager:
             await asyncio.gather(*list(self._disposals), return_exceptions=True)
 
     async def _close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         for pool in list(self.pools.values()):
             await pool.close()
         for pool in list(self.pools.values()):

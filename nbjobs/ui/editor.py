@@ -145,10 +145,11 @@ class TaskForm(widgets.VBox):
         self.kind.add_class("nbjobs-task-kind")
         self.description = text("description", "nbjobs-task-description")
         self.path = W.Combobox(description="notebook", placeholder="pick or type a path", ensure_option=False,
-                               continuous_update=False, layout=full, style=style)
+                               continuous_update=False, layout=W.Layout(flex="1 1 auto", width="auto"),
+                               style=style)
         self.path.add_class("nbjobs-task-path")
         self.rescan = W.Button(icon="refresh", tooltip="look for notebooks and scripts again",
-                               layout=W.Layout(width="34px"))
+                               layout=W.Layout(width="44px", min_width="44px"))
         self.params = area("parameters", "nbjobs-task-params", "name=value, one per line")
         self.left = text("left", "nbjobs-cond-left", "{{tasks.t.values.v}}")
         self.op = W.Dropdown(description="operator", options=OPS, layout=full, style=style)
@@ -178,7 +179,7 @@ class TaskForm(widgets.VBox):
         self.disabled = W.Checkbox(description="disabled", indent=False)
         self.problems = W.HTML("")
         self.problems.add_class("nbjobs-task-problems")
-        self.path_row = W.HBox([self.path, self.rescan], layout=W.Layout(width="100%"))
+        self.path_row = W.HBox([self.path, self.rescan], layout=W.Layout(width="98%"))
         self.kind_box = W.VBox([])
         super().__init__()
         self.add_class("nbjobs-task-form")

@@ -80,7 +80,11 @@ class DagGraph(widgets.VBox):
     """The job's DAG with a state legend. Thread-safe: runs update it from a background thread."""
 
     def __init__(self, on_node_click: Callable[[str], None] | None = None, **kwargs):
-        import ipycytoscape
+        try:
+            import ipycytoscape
+        except ImportError as exc:  # pragma: no cover - part of the ui extra
+            raise ImportError("the nbjobs panel draws its graph with ipycytoscape: "
+                              "pip install 'nbjobs[ui]' (or ipycytoscape==1.3.3)") from exc
 
         self._cy_mod = ipycytoscape
         self.cyto = ipycytoscape.CytoscapeWidget()

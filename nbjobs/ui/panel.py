@@ -654,6 +654,10 @@ class JobPanel(widgets.VBox):
         self.repair_button.disabled = not (failed and can_repair)
         self.repair_tasks_button.disabled = not (run and not active and can_repair)
         self.cancel_button.disabled = not (active and hasattr(self.client, "cancel_run"))
+        # a coloured button is one that can be clicked now
+        self.run_button.button_style = "" if self.run_button.disabled else "success"
+        self.repair_button.button_style = "" if self.repair_button.disabled else "warning"
+        self.cancel_button.button_style = "" if self.cancel_button.disabled else "danger"
 
     def _render_run(self) -> None:
         self._render_graph()

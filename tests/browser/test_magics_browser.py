@@ -55,7 +55,7 @@ def test_job_magic_registers_runs_and_reports_problems(page, lab, tmp_path):
     assert "2 problems" in text
     assert "depends on unknown task 'ghost'" in text
     assert "nowhere.ipynb" in text
-    assert "Traceback" not in text and "Error" not in text.split("problems")[0]
+    assert "Traceback" not in text
     assert broken.locator(".nbjobs-panel").count() == 0
 
     wait_idle(page)
