@@ -18,6 +18,7 @@ Local choices where the reference is silent:
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -99,11 +100,17 @@ class Reference:
 
 def find_references(text: str) -> list[Reference]:
     """Every syntactically valid reference in ``text``, known namespace or not (see ``.known``)."""
+    return list(_references(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _references(text: str) -> tuple[Reference, ...]:
+    # cached: a run of 10,000 tasks parses the same few texts over and over (References are frozen)
     out = []
     for m in _REF_RE.finditer(text):
         segs = tuple(s[1:-1] if s.startswith("`") else s for s in _SEG_RE.findall(m.group(1)))
         out.append(Reference(m.group(0), segs, m.start(), m.end()))
-    return out
+    return tuple(out)
 
 
 def is_reference_only(text: str) -> bool:

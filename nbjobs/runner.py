@@ -592,7 +592,8 @@ class RunDriver:
             target = await self.compute.target(task)
         except ComputeError as exc:
             message = f"task '{task.task_key}': {exc}"
-            return _Outcome(ResultState.FAILED, dict(error=message, resolved_values=resolved))
+            return _Outcome(ResultState.FAILED, dict(error=message, resolved_values=resolved,
+                                                     compute=self.compute.describe(task)))
         try:
             output = await execute(target)
         finally:

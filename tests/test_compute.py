@@ -106,6 +106,9 @@ def test_compute_that_cannot_be_used_fails_the_task_with_the_reason(workspace, t
         "existing": "task 'existing': existing_cluster_id '0123-prod' is neither a Dask scheduler address "
                     f"(tcp://host:port) nor a cluster named under compute.clusters in {workspace.home / 'config.yml'}",
         "env": "task 'env': environment_key 'missing' is not defined in environments (defined: none)"}
+    computes = {r["task_key"]: r["compute"] for r in workspace.task_runs(run["run_id"])}
+    assert computes == {"cluster": "dask job_cluster:nope", "existing": "dask existing_cluster:0123-prod",
+                        "env": "local"}
 
 
 def test_the_workspace_config_compute_section(tmp_path):

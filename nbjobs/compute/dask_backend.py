@@ -79,7 +79,8 @@ class DaskBackend(ComputeBackend):
             threads = self.threads_per_worker or 1
             kwargs = dict(n_workers=self.n_workers, threads_per_worker=threads, processes=True,
                           host="127.0.0.1", dashboard_address=None, asynchronous=True,
-                          silence_logs=logging.ERROR, worker_dashboard_address=None)
+                          silence_logs=logging.ERROR, worker_dashboard_address=None,
+                          env={"NBJOBS_DASK_WORKER": "1"})
             kwargs.update(self.cluster_kwargs)
             # a worker lost mid-task fails that task at once instead of re-running it elsewhere;
             # workers are forked from a fork server that imported their code once (see dask_preload)

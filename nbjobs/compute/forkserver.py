@@ -52,12 +52,14 @@ def _preload() -> list[str]:
     return loaded
 
 
-def _child(request: dict, reply_fd: int, children: set[int]) -> None:
+def _child(request: dict, protocol_fds: tuple[int, ...]) -> None:
     """In the forked child: become a kernel. Never returns."""
     code = 1
     try:
         os.setsid()
-        os.close(reply_fd)
+        for fd in protocol_fds:
+            if fd > 2:
+                os.close(fd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
@@ -112,10 +114,60 @@ def _kill(pid: int) -> None:
 
 
 def main() -> int:
+    """`python forkserver.py REPLY_FD`: requests on stdin."""
     reply_fd = int(sys.argv[1])
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         del sys.path[0]  # this folder is not the kernel's import path (as ipykernel_launcher drops cwd)
     os.dup2(2, 1)  # anything printed to stdout (here or by kernels at fd level) goes to stderr
+    return serve(0, reply_fd)
+
+
+def prefork() -> tuple[int, int, int] | None:
+    """Fork a fork server from this process now, while it has one thread (a Dask worker at start-up,
+    whose code the multiprocessing fork server imported: the kernel server then imports nothing).
+
+    Returns (pid, request fd to write, reply fd to read), or None when this process has threads.
+    """
+    if threading.active_count() != 1 or not hasattr(os, "fork"):
+        return None
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the server: keep only stdio and its two pipe ends
+        code = 1
+        try:
+            os.setsid()
+            keep = {0, 1, 2, request_r, reply_w}
+            for fd in _open_fds():
+                if fd not in keep:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            os.dup2(2, 1)
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            code = serve(request_r, reply_w)
+        finally:
+            os._exit(code)
+    os.close(request_r)
+    os.close(reply_w)
+    return pid, request_w, reply_r
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # pragma: no cover - no /proc
+        import resource
+        return list(range(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 4096)))
+
+
+def serve(request_fd: int, reply_fd: int) -> int:
+    """Preload ipykernel, then fork a kernel per request read from `request_fd` (until it closes)."""
     children: set[int] = set()
 
     def send(message: dict) -> None:
@@ -134,11 +186,10 @@ def main() -> int:
         send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
 
-    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     buffer = b""
     try:
         while True:
-            readable, _, _ = select.select([stdin], [], [], 0.05)
+            readable, _, _ = select.select([request_fd], [], [], 0.05)
             while children:  # reap ended kernels
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
@@ -150,7 +201,7 @@ def main() -> int:
                 send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
             if not readable:
                 continue
-            chunk = os.read(stdin.fileno(), 65536)
+            chunk = os.read(request_fd, 65536)
             if not chunk:
                 break  # our parent closed the pipe (or died)
             buffer += chunk
@@ -174,7 +225,7 @@ def main() -> int:
                         send({"id": rid, "error": f"fork failed: {exc}"})
                         continue
                     if pid == 0:
-                        _child(request, reply_fd, children)
+                        _child(request, (request_fd, reply_fd))
                     children.add(pid)
                     send({"id": rid, "pid": pid})
     finally:

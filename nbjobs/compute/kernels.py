@@ -209,17 +209,21 @@ class _ForkServer:
         self.broken: str | None = None
         self._ready: asyncio.Future | None = None
 
-    async def start(self) -> None:
-        rfd, wfd = os.pipe()
-        env = dict(os.environ)
-        env.update(self.spec.env)
-        env.pop("JPY_PARENT_PID", None)
-        env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's "frozen modules" note at preload
-        try:
-            self.proc = subprocess.Popen([self.spec.argv[0], _FORKSERVER, str(wfd)], stdin=subprocess.PIPE,
-                                         pass_fds=(wfd,), env=env, start_new_session=True, close_fds=True)
-        finally:
-            os.close(wfd)
+    async def start(self, preforked: tuple[int, int, int] | None = None) -> None:
+        if preforked is not None:  # a server this process forked at start-up (a Dask worker's)
+            pid, wfd, rfd = preforked
+            self.proc = _Adopted(pid, wfd)
+        else:
+            rfd, wfd = os.pipe()
+            env = dict(os.environ)
+            env.update(self.spec.env)
+            env.pop("JPY_PARENT_PID", None)
+            env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's "frozen modules" note at preload
+            try:
+                self.proc = subprocess.Popen([self.spec.argv[0], _FORKSERVER, str(wfd)], stdin=subprocess.PIPE,
+                                             pass_fds=(wfd,), env=env, start_new_session=True, close_fds=True)
+            finally:
+                os.close(wfd)
         self._rfd = rfd
         os.set_blocking(rfd, False)
         self._ready = self.loop.create_future()
@@ -331,8 +335,10 @@ class _ForkServer:
         for pid in list(self.children):
             _killpg(pid)
 
-    def close(self) -> None:
-        """Kill the server's kernels and the server (closing its stdin also makes it do so)."""
+    def close(self, wait: float = 0.5) -> None:
+        """Kill the server's kernels and the server: closing its stdin makes it kill and reap its
+        kernels and exit; after `wait` seconds it is killed. Either way it is reaped here (no zombies,
+        also where PID 1 reaps nothing, as in many containers)."""
         self.kill_all()
         proc = self.proc
         if proc is not None:
@@ -341,13 +347,57 @@ class _ForkServer:
                     proc.stdin.close()
             except OSError:
                 pass
+            deadline = time.monotonic() + wait
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
             if proc.poll() is None:
                 try:
                     proc.kill()
                 except OSError:
                     pass
+                deadline = time.monotonic() + 1.0
+                while proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
         if self._rfd is not None:
             self._lost("closed")
+
+
+class _Adopted:
+    """A fork server forked by this process (not a Popen): the parts of Popen `_ForkServer` uses."""
+
+    def __init__(self, pid: int, request_fd: int):
+        self.pid = pid
+        self.stdin = os.fdopen(request_fd, "wb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+_preforked: tuple[int, int, int] | None = None  # set in Dask workers at start-up (dask_preload)
+
+
+def _take_preforked(spec: _Spec) -> tuple[int, int, int] | None:
+    """The fork server this process forked at start-up, for a kernelspec of this very interpreter."""
+    global _preforked
+    if _preforked is None or spec.env or os.path.realpath(spec.argv[0]) != os.path.realpath(sys.executable):
+        return None
+    taken, _preforked = _preforked, None
+    return taken
 
 
 class KernelProcess:
@@ -563,7 +613,7 @@ class KernelPool:
                 return self.server
             server = _ForkServer(self.spec, self.manager.loop)
             try:
-                await server.start()
+                await server.start(_take_preforked(self.spec))
             except KernelStartError as exc:
                 log.warning("nbjobs: forking kernels is unavailable, starting them normally: %s", exc)
                 self._fork_failed = True
@@ -891,13 +941,7 @@ class PoolManager:
             kernel.kill()
         for pool in list(self.pools.values()):
             if pool.server is not None:
-                pool.server.kill_all()
-                proc = pool.server.proc
-                if proc is not None and proc.poll() is None:
-                    try:
-                        proc.kill()
-                    except OSError:
-                        pass
+                pool.server.close(wait=0.3)
 
 
 _manager: PoolManager | None = None

@@ -177,6 +177,17 @@ class RunCompute:
                 resolve_environment, key, self._environment_specs[key], envs_dir=envs_dir, notebook=notebook))
         return await asyncio.shield(future)
 
+    @staticmethod
+    def describe(task: Any) -> str:
+        """The compute a task asks for, as the store records it (when it could not run there)."""
+        if task.existing_cluster_id:
+            return f"dask existing_cluster:{task.existing_cluster_id}"
+        if task.job_cluster_key:
+            return f"dask job_cluster:{task.job_cluster_key}"
+        if task.new_cluster:
+            return f"dask new_cluster:{task.task_key}"
+        return "local"
+
     async def target(self, task: Any) -> ComputeTarget:
         """The backend (started) and kernel for `task`; ComputeError says what is wrong."""
         if self._closed:

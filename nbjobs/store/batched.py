@@ -18,7 +18,7 @@ import asyncio
 from typing import Any, Mapping
 
 _READS = frozenset({
-    "get_run", "get_job", "list_jobs", "list_runs", "child_task_runs", "repairs",
+    "get_job", "list_jobs", "list_runs", "child_task_runs", "repairs",
     "cancel_requests", "previous_task_runs", "schema_version", "runs_dir", "home", "path", "engine",
 })
 
@@ -36,6 +36,7 @@ class BatchedRunStore:
         self._pending: dict[int, dict[str, Any]] = {}
         self._pending_values: dict[int, dict[str, Any]] = {}
         self._scheduled = False
+        self._run: dict | None = None  # the run's row (its settings JSON decoded once, not per read)
 
     # -- the cache --------------------------------------------------------------------------------
     def _load(self) -> dict[int, dict]:
@@ -69,6 +70,8 @@ class BatchedRunStore:
     # -- buffered writes ------------------------------------------------------------------------------
     def update_task_run(self, task_run_id: int, *, values: Mapping[str, Any] | None = None, **fields: Any) -> None:
         row = self._row(task_run_id)
+        if row is not None and task_run_id not in self._pending:  # what the row already holds is not rewritten
+            fields = {k: v for k, v in fields.items() if k not in row or row[k] != v}
         if fields:
             self._pending.setdefault(task_run_id, {}).update(fields)
             if row is not None:
@@ -120,6 +123,21 @@ class BatchedRunStore:
             raise
 
     # -- reads from memory --------------------------------------------------------------------------------
+    def get_run(self, run_id: int) -> dict | None:
+        if run_id != self.run_id:
+            self.flush()
+            return self.store.get_run(run_id)
+        if self._run is None:
+            self.flush()
+            self._run = self.store.get_run(run_id)
+        return dict(self._run) if self._run is not None else None
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        self.flush()
+        self.store.update_run(run_id, **fields)
+        if run_id == self.run_id and self._run is not None:
+            self._run.update(fields)
+
     def get_task_run(self, task_run_id: int) -> dict | None:
         row = self._row(task_run_id)
         return dict(row) if row is not None else None
@@ -179,8 +197,10 @@ class BatchedRunStore:
         def call(*args: Any, **kwargs: Any) -> Any:
             self.flush()
             result = attr(*args, **kwargs)
-            if not reads and name not in ("update_run", "update_repair", "end_run", "try_admit"):
-                self._invalidate()  # it may have changed task rows (a new attempt, a repair, a move)
+            if not reads:
+                self._run = None  # it may have changed the run's row
+                if name not in ("update_repair", "try_admit"):
+                    self._invalidate()  # ...or task rows (a new attempt, a repair, an ended run)
             return result
 
         return call

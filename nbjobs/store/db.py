@@ -52,8 +52,11 @@ def _dumps(value: Any) -> str:
 
 def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Short JSON field names (settings, task, ...) back to their columns."""
-    reverse = {v: k for k, v in _JSON_COLUMNS.items()}
+    reverse = _JSON_FIELDS
     return {reverse.get(k, k): (_dumps(v) if k in reverse and v is not None else v) for k, v in fields.items()}
+
+
+_JSON_FIELDS = {v: k for k, v in _JSON_COLUMNS.items()}  # short name -> column
 
 
 class Store:
