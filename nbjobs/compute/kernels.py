@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
+from .._proc import pid_alive
+
 log = logging.getLogger("nbjobs.compute")
 T = TypeVar("T")
 
@@ -165,20 +167,6 @@ def _remove_connection_files(path: str, info: dict) -> None:
             os.unlink(p)
         except OSError:
             pass
-
-
-def _proc_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
 
 
 def _killpg(pid: int) -> None:
@@ -319,7 +307,7 @@ class _ForkServer:
         fut = self._exits.get(pid)
         if fut is not None and fut.done():
             return False
-        return pid in self.children and _proc_alive(pid)
+        return pid in self.children and pid_alive(pid)
 
     async def wait_exit(self, pid: int, timeout: float) -> None:
         if pid not in self.children and pid not in self._exits:
@@ -411,7 +399,7 @@ class KernelProcess:
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return self.server.alive(self.pid) if self.server else _proc_alive(self.pid)
+        return self.server.alive(self.pid) if self.server else pid_alive(self.pid)
 
     def exit_status(self) -> int | None:
         if self.popen is not None:

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update, delete
 from sqlalchemy.engine import Connection, Engine
 
+from .._proc import pid_alive
 from . import schema as t
 
 _JSON_COLUMNS = {
@@ -515,7 +516,7 @@ class Store:
             rows = conn.execute(select(t.runs.c.run_id, t.runs.c.pid)
                                 .where(t.runs.c.life_cycle_state.in_(ACTIVE_STATES))).all()
             for run_id, pid in rows:
-                if pid is not None and _alive(pid):
+                if pid is not None and pid_alive(pid):
                     continue
                 message = (f"The nbjobs process (pid {pid}) that ran this run ended before the run finished; "
                            "finished tasks kept their results. Repair the run to finish it.")
@@ -537,23 +538,6 @@ class Store:
 
 _DEFAULTS = {"life_cycle_state": "PENDING", "state_message": "", "attempt_number": 0, "execution_count": 0,
              "is_latest": 1, "compute": "local", "start_time": 0, "end_time": 0, "cancel_requested": 0}
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
 
 
 def _on_connect(dbapi_connection, _record) -> None:
