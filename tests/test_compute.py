@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nbjobs.spec import JobDefinitionError
+
 from nbjobs.compute.config import ConfigError, load_compute_config
 from nbjobs.compute.environments import unsatisfied
 
@@ -89,26 +91,35 @@ def test_an_environment_naming_a_kernelspec_or_a_virtualenv(workspace, tmp_path)
                                f"interpreter at {tmp_path / 'no-venv' / 'bin' / 'python'}")
 
 
-def test_compute_that_cannot_be_used_fails_the_task_with_the_reason(workspace, tmp_path):
+def test_undefined_compute_keys_are_refused_when_the_job_is_created(workspace, tmp_path):
     write_notebook(tmp_path / "nb.ipynb", "1")
     nb = {"notebook_path": "nb.ipynb"}
+    with pytest.raises(JobDefinitionError) as err:
+        workspace.create_job({
+            "name": "bad-keys",
+            "job_clusters": [{"job_cluster_key": "etl", "new_cluster": {"num_workers": 1}}],
+            "tasks": [{"task_key": "cluster", "job_cluster_key": "nope", "notebook_task": nb},
+                      {"task_key": "env", "environment_key": "missing", "notebook_task": nb}]}, base_dir=tmp_path)
+    assert [str(p).split(". Fix:")[0] for p in err.value.problems] == [
+        "tasks[0] (cluster).job_cluster_key: 'nope' names no job cluster of this job; defined: etl",
+        "tasks[1] (env).environment_key: 'missing' names no environment of this job; the job has no environments"]
+    assert workspace.list_jobs() == []  # nothing half-written
+
+
+def test_compute_that_cannot_be_used_fails_the_task_with_the_reason(workspace, tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", "1")
     job_id = workspace.create_job({
         "name": "bad-compute",
-        "job_clusters": [{"job_cluster_key": "etl", "new_cluster": {"num_workers": 1}}],
-        "tasks": [{"task_key": "cluster", "job_cluster_key": "nope", "notebook_task": nb},
-                  {"task_key": "existing", "existing_cluster_id": "0123-prod", "notebook_task": nb},
-                  {"task_key": "env", "environment_key": "missing", "notebook_task": nb}]}, base_dir=tmp_path)
+        "tasks": [{"task_key": "existing", "existing_cluster_id": "0123-prod",
+                   "notebook_task": {"notebook_path": "nb.ipynb"}}]}, base_dir=tmp_path)
     run = workspace.run_now(job_id)
     assert set(task_states(run).values()) == {"FAILED"}
     errors = {t["task_key"]: workspace.get_run_output(t["run_id"])["error"] for t in run["tasks"]}
     assert errors == {
-        "cluster": "task 'cluster': job_cluster_key 'nope' is not defined in job_clusters (defined: etl)",
         "existing": "task 'existing': existing_cluster_id '0123-prod' is neither a Dask scheduler address "
-                    f"(tcp://host:port) nor a cluster named under compute.clusters in {workspace.home / 'config.yml'}",
-        "env": "task 'env': environment_key 'missing' is not defined in environments (defined: none)"}
+                    f"(tcp://host:port) nor a cluster named under compute.clusters in {workspace.home / 'config.yml'}"}
     computes = {r["task_key"]: r["compute"] for r in workspace.task_runs(run["run_id"])}
-    assert computes == {"cluster": "dask job_cluster:nope", "existing": "dask existing_cluster:0123-prod",
-                        "env": "local"}
+    assert computes == {"existing": "dask existing_cluster:0123-prod"}
 
 
 def test_the_workspace_config_compute_section(tmp_path):

@@ -320,3 +320,21 @@ def test_problem_is_frozen_and_formats_without_fix():
     with pytest.raises(AttributeError):
         p.path = "x"  # type: ignore[misc]
     assert str(Problem("", "empty file", "write something")) == "empty file. Fix: write something."
+
+
+def test_compute_keys_must_name_a_job_cluster_or_environment():
+    from nbjobs.spec import validate_job_settings
+    problems = validate_job_settings({"name": "c", "job_clusters": [{"job_cluster_key": "etl",
+                                                                     "new_cluster": {"num_workers": 2}}],
+                                      "tasks": [
+        {"task_key": "a", "job_cluster_key": "elt", "condition_task": {"op": "EQUAL_TO", "left": "1", "right": "1"}},
+        {"task_key": "b", "environment_key": "default",
+         "condition_task": {"op": "EQUAL_TO", "left": "1", "right": "1"}},
+        {"task_key": "c", "job_cluster_key": "etl", "condition_task": {"op": "EQUAL_TO", "left": "1", "right": "1"}},
+    ]})
+    text = [str(p) for p in problems]
+    assert len(text) == 2, text
+    assert text[0].startswith("tasks[0] (a).job_cluster_key: 'elt' names no job cluster of this job; "
+                              "did you mean 'etl'?")
+    assert text[1].startswith("tasks[1] (b).environment_key: 'default' names no environment of this job; "
+                              "the job has no environments")

@@ -115,6 +115,11 @@ def test_building_a_job_shows_problems_as_they_are_made(workspace, folder):
     big = panel.task("big")
     assert (big["run_if"], big["max_retries"], big["timeout_seconds"], big["environment_key"]) == \
         ("ALL_DONE", 2, 30, "default")
+    # an environment the job does not define is a problem on the spot; defining it clears it
+    assert [p.path for p in panel.problems] == ["tasks[2] (big).environment_key"]
+    assert "names no environment of this job" in panel.problems[0].message
+    panel.form.compute_kind.value = ""
+    assert "environment_key" not in panel.task("big")
 
     # renaming keeps the dependencies; a cycle is a problem on the spot
     panel.select_task("hello")

@@ -322,6 +322,25 @@ class _Checker:
                      + " -> ".join(cycle) + " (each runs before the next)",
                      "remove one of these dependencies so the tasks form a DAG")
 
+    def check_compute_keys(self, task: dict, label: str) -> None:
+        """`job_cluster_key` / `environment_key` must name an entry of `job_clusters` / `environments`."""
+        for field, section, entry_key, noun in (
+                ("job_cluster_key", "job_clusters", "job_cluster_key", "job cluster"),
+                ("environment_key", "environments", "environment_key", "environment")):
+            value = as_text(task.get(field))
+            if not isinstance(value, str):
+                continue
+            entries = self.data.get(section)
+            known = [as_text(e.get(entry_key)) for e in entries if isinstance(e, dict)] \
+                if isinstance(entries, list) else []
+            if value not in known:
+                close = difflib.get_close_matches(value, [k for k in known if isinstance(k, str)], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else \
+                    f"; defined: {', '.join(map(str, known))}" if known else f"; the job has no {section}"
+                self.add(f"{label}.{field}", f"'{value}' names no {noun} of this job{hint}",
+                         f"add {{{entry_key}: {value}, ...}} under {section}, or remove {field} "
+                         "to run the task on the local kernel pool")
+
     def upstream_of(self, key: str) -> list[str]:
         """`key`'s transitive upstream keys in declaration order (only tasks whose references name other
         tasks need it: computing it for every task is quadratic in a deep DAG)."""
@@ -395,6 +414,7 @@ class _Checker:
                          "use a notebook_task or spark_python_task that does the same work, "
                          "or set disabled: true")
 
+        self.check_compute_keys(task, label)
         run_if = as_text(task.get("run_if"))
         if run_if is not None and run_if not in _RUN_IFS:
             self.add(f"{label}.run_if", f"'{run_if}' is not a run_if value", "use one of " + ", ".join(_RUN_IFS))
