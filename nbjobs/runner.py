@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from ._gc import gc_paused
 from .plan import Dependency, JobGraph, PlanTask, Planner, RetryPolicy, Step, iterations_to_reuse, retry_delay
 from .refs import MISSING, ReferenceResolutionError, RefContext, TaskRefState, resolve_all, value_of
 from .spec import JobSettings, Task
@@ -105,6 +106,7 @@ def retry_policy(task: Task) -> RetryPolicy:
 class RunDriver:
     """Executes the pending task runs of one run (the whole run, or the tasks a repair selected)."""
 
+    @gc_paused
     def __init__(self, store: Store, run_id: int, settings: JobSettings, *, concurrency: int | None = None,
                  on_event: EventHandler | None = None, done: dict[str, tuple[ResultState, str | None]] | None = None,
                  repair_id: int | None = None, child_runs: ChildRuns | None = None,

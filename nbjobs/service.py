@@ -12,6 +12,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ._gc import gc_paused
+from ._proc import pid_alive
 from . import api_json
 from .refs import ReferenceResolutionError, RefContext, resolve
 from .engine import RunEngine
@@ -144,6 +146,7 @@ class Workspace:
                                idempotency_token=idempotency_token, only=only, queue=queue,
                                parent_task_run_id=parent_task_run_id)[0]
 
+    @gc_paused
     def _start_run(self, job_id, job_parameters=None, *, trigger="ONE_TIME", trigger_time=None,
                    idempotency_token=None, only=None, queue=None, parent_task_run_id=None) -> tuple[int, bool]:
         """start_run; the bool says whether a new run was created (False: idempotency_token reuse)."""
@@ -289,6 +292,7 @@ class Workspace:
             raise ResourceDoesNotExist(f"Run {run_id} does not exist.")
         return row
 
+    @gc_paused
     def get_run(self, run_id: int, *, include_history: bool = True) -> dict:
         """runs/get. A task run id gives that task run (a for-each task run lists its iterations)."""
         row = self.store.get_run(int(run_id))
@@ -540,8 +544,7 @@ class Workspace:
         pid = run.get("pid")
         if pid is None or pid == os.getpid():
             return False
-        from .store.db import _alive
-        return _alive(pid)
+        return pid_alive(pid)
 
     def _poke(self, run_id: int) -> None:
         driver = self._drivers.get(run_id)

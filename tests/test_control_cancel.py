@@ -11,7 +11,7 @@ from databricks.sdk.service.jobs import Run
 
 from nbjobs.cli import main
 from nbjobs.service import InvalidParameterValue, InvalidState, ResourceDoesNotExist
-from nbjobs.store.db import _alive
+from nbjobs._proc import pid_alive as _alive
 from conftest import ROOT, task_states, write_job, write_notebook, write_script
 
 pytestmark = pytest.mark.timeout(120)

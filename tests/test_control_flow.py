@@ -11,7 +11,7 @@ import pytest
 from databricks.sdk.service.jobs import Run
 
 from nbjobs.service import InvalidParameterValue
-from nbjobs.store.db import _alive
+from nbjobs._proc import pid_alive as _alive
 from conftest import task_states, write_notebook, write_script
 
 pytestmark = pytest.mark.timeout(120)

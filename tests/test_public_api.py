@@ -26,3 +26,38 @@ def test_importing_dbutils_does_not_load_the_orchestrator():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_gc_pause_nests_and_restores_the_collector():
+    import gc
+    import threading
+
+    from nbjobs._gc import gc_paused
+
+    seen = []
+
+    @gc_paused
+    def inner():
+        seen.append(gc.isenabled())
+
+    @gc_paused
+    def outer():
+        inner()
+        seen.append(gc.isenabled())
+        t = threading.Thread(target=inner)
+        t.start()
+        t.join()
+
+    assert gc.isenabled()
+    outer()
+    assert seen == [False, False, False] and gc.isenabled()
+
+    @gc_paused
+    def fails():
+        raise ValueError("boom")
+
+    try:
+        fails()
+    except ValueError:
+        pass
+    assert gc.isenabled()  # restored after an exception too
