@@ -64,6 +64,7 @@ class Workspace:
         self.concurrency = concurrency
         self.user = _user()
         self._engine: RunEngine | None = None
+        self._validated: dict[int, JobSettings] = {}  # run_id -> settings validated by _start_run
         # runs executing in this process (any Workspace of this folder): run_id -> RunDriver (None: starting)
         self._drivers: dict[int, RunDriver | None] = _DRIVERS.setdefault(self.home, {})
         self.store.recover_orphans()
@@ -187,6 +188,10 @@ class Workspace:
             only=sorted(selected) if selected is not None else None, parent_task_run_id=parent_task_run_id)
         if ids is None:
             return run_id, False
+        if selected is None:  # the run's settings are the job's, just validated: execute_run reuses them
+            self._validated[run_id] = settings
+            while len(self._validated) > 64:
+                self._validated.pop(next(iter(self._validated)))
         run = self.store.get_run(run_id)
         ctx = RefContext(job_id=row["job_id"], job_name=row["name"], run_id=run_id,
                          start_time=utc_from_ms(run["start_time"]), trigger_type=trigger.lower(),
@@ -210,7 +215,9 @@ class Workspace:
         driver = None
         try:
             run = self._run_row(run_id)
-            settings = JobSettings.model_validate(run["settings"])
+            settings = self._validated.pop(run_id, None) if repair_id is None else None
+            if settings is None:
+                settings = JobSettings.model_validate(run["settings"])
             driver = RunDriver(self.store, run_id, settings, concurrency=concurrency or self.concurrency,
                                on_event=on_event, done=dict(done) if done else None, repair_id=repair_id,
                                child_runs=_ChildRuns(self, concurrency))
