@@ -123,3 +123,13 @@ def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+def run_job(ws, settings: dict) -> float:
+    """Create the job, run it and wait; the run's wall time in seconds (it must succeed)."""
+    job_id = ws.create_job(settings)
+    started = time.perf_counter()
+    run = ws.run_now(job_id)
+    elapsed = time.perf_counter() - started
+    assert run["state"]["result_state"] == "SUCCESS", run["state"]
+    return elapsed

@@ -13,16 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import fanout_settings, make_notebook, median, ms, print_table, quiet, verdict, workspace
+from _common import run_job, fanout_settings, make_notebook, median, ms, print_table, quiet, verdict, workspace
 
-
-def run_job(ws, settings: dict) -> float:
-    job_id = ws.create_job(settings)
-    started = time.perf_counter()
-    run = ws.run_now(job_id)
-    elapsed = time.perf_counter() - started
-    assert run["state"]["result_state"] == "SUCCESS", run["state"]
-    return elapsed
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -12,17 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import (CORES, fanout_settings, make_notebook, ms, papermill_loop, papermill_run, papermill_threads,
+from _common import (run_job, CORES, fanout_settings, make_notebook, ms, papermill_loop, papermill_run, papermill_threads,
                      print_table, quiet, verdict, wait_pool_full, workspace)
 
-
-def run_job(ws, settings: dict) -> float:
-    job_id = ws.create_job(settings)
-    started = time.perf_counter()
-    run = ws.run_now(job_id)
-    elapsed = time.perf_counter() - started
-    assert run["state"]["result_state"] == "SUCCESS", run["state"]
-    return elapsed
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -51,6 +51,18 @@ def workspace(tmp_path):
     ws.close()
 
 
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what`."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def task_states(run: dict) -> dict[str, str]:
     """{task_key: result_state (or life_cycle_state)} of a runs/get JSON."""
     return {t["task_key"]: t["state"].get("result_state") or t["state"]["life_cycle_state"]

@@ -12,19 +12,11 @@ from databricks.sdk.service.jobs import Run
 from nbjobs.cli import main
 from nbjobs.service import InvalidParameterValue, InvalidState, ResourceDoesNotExist
 from nbjobs._proc import pid_alive as _alive
-from conftest import ROOT, task_states, write_job, write_notebook, write_script
+from conftest import wait_for, ROOT, task_states, write_job, write_notebook, write_script
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_cancel_mid_run_kills_the_kernel_skips_dependents_and_runs_all_done_cleanup(workspace, tmp_path):
@@ -42,7 +34,7 @@ def test_cancel_mid_run_kills_the_kernel_skips_dependents_and_runs_all_done_clea
          "spark_python_task": {"python_file": str(tmp_path / "ok.py")}},
     ]})
     started = workspace.run_now(job_id, wait=False)
-    wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the kernel to start")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30.0, what="the kernel to start")
     workspace.cancel_run(started["run_id"])
     run = workspace.wait(started["run_id"], timeout=60)
     assert run["state"]["result_state"] == "CANCELED"
@@ -71,7 +63,7 @@ def test_cancel_reaches_a_run_executing_in_another_process(workspace, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "nbjobs", "--home", str(workspace.home), "run", str(job_file)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the script to start")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30.0, what="the script to start")
         run_id = workspace.list_runs(active_only=True)[0]["run_id"]
         assert main(["--home", str(workspace.home), "runs", "cancel", str(run_id)]) == 0
         out, err = proc.communicate(timeout=60)
@@ -99,7 +91,7 @@ def test_cancel_one_task_run_lets_the_rest_of_the_run_go_on(workspace, tmp_path)
     def long_running():
         rows = {r["task_key"]: r for r in workspace.task_runs(started["run_id"])}
         return rows["long"]["task_run_id"] if rows["long"]["life_cycle_state"] == "RUNNING" else None
-    task_run_id = wait_for(long_running, what="task 'long' to run")
+    task_run_id = wait_for(long_running, 30.0, what="task 'long' to run")
     workspace.cancel_run(task_run_id)
     run = workspace.wait(started["run_id"], timeout=60)
     assert task_states(run) == {"long": "CANCELED", "after_long": "UPSTREAM_CANCELED", "short": "SUCCESS"}
@@ -114,7 +106,7 @@ def test_cancel_all_runs_of_a_job_running_and_queued(workspace, tmp_path):
     first = workspace.run_now(job_id, wait=False)["run_id"]
     second = workspace.run_now(job_id, wait=False)["run_id"]
     assert workspace.get_run(second)["state"]["life_cycle_state"] == "QUEUED"
-    wait_for(lambda: workspace.get_run(first)["state"]["life_cycle_state"] == "RUNNING", what="the first run")
+    wait_for(lambda: workspace.get_run(first)["state"]["life_cycle_state"] == "RUNNING", 30.0, what="the first run")
     assert main(["--home", str(workspace.home), "runs", "cancel-all", "--job-id", str(job_id)]) == 0
     runs = [workspace.wait(r, timeout=60) for r in (first, second)]
     assert [r["state"]["result_state"] for r in runs] == ["CANCELED", "CANCELED"]

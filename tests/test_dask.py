@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import task_states, write_notebook, write_script
+from conftest import wait_for, task_states, write_notebook, write_script
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,13 +29,6 @@ def spawned_workers() -> set[int]:
     return out
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_job_cluster_runs_notebooks_and_scripts_with_task_values_and_a_failure(workspace, tmp_path):

@@ -15,19 +15,11 @@ from nbjobs.compute.kernels import KernelKey, pool_manager, shutdown_pools
 from nbjobs.kernel.context import TaskContext
 from nbjobs.tasks.notebook import run_notebook_task
 
-from conftest import task_states, write_notebook
+from conftest import wait_for, task_states, write_notebook
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gone(pid: int) -> bool:
