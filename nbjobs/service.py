@@ -20,7 +20,7 @@ from .engine import RunEngine
 from .runner import EventHandler, RunDriver
 from .spec import JobSettings, parse_job_settings
 from .states import ResultState
-from .store import ACTIVE_STATES, Store, utc_from_ms
+from .store import ACTIVE_STATES, Store, TokenOfDeletedRun, utc_from_ms
 
 
 class NbjobsError(Exception):
@@ -147,6 +147,12 @@ class Workspace:
                                idempotency_token=idempotency_token, only=only, queue=queue,
                                parent_task_run_id=parent_task_run_id)[0]
 
+    def _create_run(self, **kwargs) -> tuple[int, dict[str, int] | None]:
+        try:
+            return self.store.create_run(**kwargs)
+        except TokenOfDeletedRun as exc:
+            raise InvalidParameterValue(str(exc)) from None
+
     @gc_paused
     def _start_run(self, job_id, job_parameters=None, *, trigger="ONE_TIME", trigger_time=None,
                    idempotency_token=None, only=None, queue=None, parent_task_run_id=None) -> tuple[int, bool]:
@@ -181,7 +187,7 @@ class Workspace:
         run_settings = _subset(settings, selected)
         tasks = [(t["task_key"], t) for t in run_settings.get("tasks", [])]
         limit = 1 if settings.max_concurrent_runs is None else int(settings.max_concurrent_runs)
-        run_id, ids = self.store.create_run(
+        run_id, ids = self._create_run(
             job_id=row["job_id"], settings=run_settings, job_parameters=[], run_name=row["name"],
             tasks=tasks, trigger=trigger, trigger_time=trigger_time, creator=self.user,
             idempotency_token=idempotency_token, admission=(limit, _queue_enabled(queue, settings)),
@@ -541,7 +547,7 @@ class Workspace:
         if run["life_cycle_state"] in ACTIVE_STATES:
             raise InvalidState(f"Run {run_id} is {run['life_cycle_state']}; cancel it (nbjobs runs cancel "
                                f"{run_id}) and wait for it to end before deleting it.")
-        self.store.delete_run(run["run_id"])
+        self.store.delete_run(run["run_id"], keep_token=True)
         shutil.rmtree(self.store.runs_dir / str(run["run_id"]), ignore_errors=True)
 
     def _driven(self, run: dict) -> bool:
@@ -646,7 +652,7 @@ class Workspace:
             settings, base_dir = confine_paths(settings, root), Path(root)
         model = self._settings(settings, base_dir)
         tasks = [(t.task_key, t.model_dump(exclude_none=True)) for t in model.tasks]
-        run_id, created = self.store.create_run(
+        run_id, created = self._create_run(
             job_id=None, settings=model.to_dict(), job_parameters=[], run_name=run_name, tasks=tasks,
             run_type="SUBMIT_RUN", creator=self.user, idempotency_token=token)
         if created is None:  # the idempotency_token's run

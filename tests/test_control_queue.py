@@ -86,6 +86,14 @@ def test_the_same_idempotency_token_gives_the_same_run(workspace, tmp_path):
     with pytest.raises(InvalidParameterValue, match="idempotency_token: .* is not a string of 1 to 64 characters"):
         workspace.run_now(job_id, idempotency_token="x" * 65)
 
+    # the token of a deleted run is refused rather than starting a new run (reference §7.1)
+    workspace.delete_run(first["run_id"])
+    with pytest.raises(InvalidParameterValue) as err:
+        workspace.run_now(job_id, idempotency_token="nightly-2026-01-31")
+    assert str(err.value) == (f"idempotency_token 'nightly-2026-01-31' belongs to run {first['run_id']}, which "
+                              "was deleted; use a new idempotency_token to start a new run")
+    assert len(workspace.list_runs(job_id=job_id)) == 1 and (tmp_path / "count.txt").read_text() == "xx"
+
 
 def test_only_runs_the_selected_tasks_and_what_the_plus_signs_add(workspace, tmp_path):
     write_script(tmp_path / "ok.py", "print('ok')\n")

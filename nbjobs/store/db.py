@@ -60,6 +60,15 @@ def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
 _JSON_FIELDS = {v: k for k, v in _JSON_COLUMNS.items()}  # short name -> column
 
 
+class TokenOfDeletedRun(Exception):
+    """An idempotency token whose run was deleted: a new run with it is refused (reference §7.1)."""
+
+    def __init__(self, token: str, run_id: int):
+        super().__init__(f"idempotency_token {token!r} belongs to run {run_id}, which was deleted; "
+                         "use a new idempotency_token to start a new run")
+        self.token, self.run_id = token, run_id
+
+
 class Store:
     """Jobs, runs, task runs, task values and repairs of one workspace folder."""
 
@@ -168,6 +177,12 @@ class Store:
                     & (t.runs.c.job_id.is_(None) if job_id is None else t.runs.c.job_id == job_id))).first()
                 if existing is not None:
                     return existing[0], None
+                deleted = conn.execute(select(t.deleted_run_tokens.c.run_id).where(
+                    (t.deleted_run_tokens.c.idempotency_token == idempotency_token)
+                    & (t.deleted_run_tokens.c.job_id.is_(None) if job_id is None
+                       else t.deleted_run_tokens.c.job_id == job_id))).first()
+                if deleted is not None:
+                    raise TokenOfDeletedRun(idempotency_token, deleted[0])
             if admission is not None and job_id is not None:
                 limit, queue = admission
                 queue_enabled = queue
@@ -452,8 +467,16 @@ class Store:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query)]
 
-    def delete_run(self, run_id: int) -> None:
+    def delete_run(self, run_id: int, *, keep_token: bool = False) -> None:
+        """Delete a run and everything of it; `keep_token` remembers its idempotency token (runs/delete)."""
         with self._write() as conn:
+            if keep_token:
+                row = conn.execute(select(t.runs.c.job_id, t.runs.c.idempotency_token)
+                                   .where(t.runs.c.run_id == run_id)).first()
+                if row is not None and row.idempotency_token is not None:
+                    conn.execute(insert(t.deleted_run_tokens).values(
+                        job_id=row.job_id, idempotency_token=row.idempotency_token, run_id=run_id,
+                        deleted_time=now_ms()))
             conn.execute(delete(t.task_values).where(t.task_values.c.run_id == run_id))
             conn.execute(delete(t.task_runs).where(t.task_runs.c.run_id == run_id))
             conn.execute(delete(t.repairs).where(t.repairs.c.run_id == run_id))

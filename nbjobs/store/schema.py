@@ -96,6 +96,15 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX ix_runs_token ON runs (job_id, idempotency_token)",
         "CREATE INDEX ix_runs_state ON runs (life_cycle_state, job_id)",
     ],
+    [  # 3: idempotency tokens of deleted runs (run-now with such a token is an error, not a new run)
+        """CREATE TABLE deleted_run_tokens (
+            job_id INTEGER,
+            idempotency_token TEXT NOT NULL,
+            run_id INTEGER NOT NULL,
+            deleted_time INTEGER NOT NULL
+        )""",
+        "CREATE INDEX ix_deleted_run_tokens ON deleted_run_tokens (job_id, idempotency_token)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -151,4 +160,10 @@ repairs = Table(
     Column("run_id", Integer), Column("request_json", Text), Column("life_cycle_state", Text),
     Column("result_state", Text), Column("start_time", Integer), Column("end_time", Integer),
     Column("task_run_ids_json", Text),
+)
+
+deleted_run_tokens = Table(
+    "deleted_run_tokens", metadata,
+    Column("job_id", Integer), Column("idempotency_token", Text), Column("run_id", Integer),
+    Column("deleted_time", Integer),
 )
