@@ -13,7 +13,7 @@ import concurrent.futures
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 from distributed import WorkerPlugin, get_worker
 
@@ -88,28 +88,21 @@ def _result(output: Any, run_dir: Path, worker: str) -> dict:
             "files": _files(run_dir), "worker": worker}
 
 
-def run_notebook_remote(payload: dict) -> dict:
-    """A notebook task on this worker's pool; the executed notebook comes back in `files`."""
-    from .local import execute_notebook_request
-
+def _run_remote(payload: dict, work: Callable[[Path, Path, ExecutionHandle, Any], Coroutine]) -> dict:
+    """The lifecycle both remote task kinds share: a killed execution never starts; the task runs in a
+    temporary folder on this worker's pool loop; its files come back (also when cancelled); then
+    the folder goes."""
     manager = pool_manager()
     execution_id = payload["execution_id"]
     worker = _address()
     if execution_id in manager.killed_executions:
         return {"cancelled": True, "worker": worker}
     tmp = Path(tempfile.mkdtemp(prefix="nbjobs-task-"))
+    run_dir = tmp / "run"
     try:
-        run_dir = tmp / "run"
-        context = TaskContext.from_dict({**payload["context"], "run_dir": str(run_dir)})
-        workdir = Path(payload["workdir"])
-        if not workdir.is_dir():
-            workdir = tmp
-        request = NotebookRequest(notebook_path=Path(payload["notebook_path"]), parameters=payload["parameters"],
-                                  context=context, workdir=workdir, kernel=_kernel(payload, True),
-                                  notebook_text=payload["notebook_text"])
         handle = ExecutionHandle(execution_id)
         try:
-            output = manager.run(execute_notebook_request(request, handle, manager))
+            output = manager.run(work(tmp, run_dir, handle, manager))
         except (concurrent.futures.CancelledError, asyncio.CancelledError):
             return {"cancelled": True, "worker": worker, "files": _files(run_dir)}
         return _result(output, run_dir, worker)
@@ -117,18 +110,28 @@ def run_notebook_remote(payload: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_notebook_remote(payload: dict) -> dict:
+    """A notebook task on this worker's pool; the executed notebook comes back in `files`."""
+    from .local import execute_notebook_request
+
+    def work(tmp: Path, run_dir: Path, handle: ExecutionHandle, manager: Any) -> Coroutine:
+        context = TaskContext.from_dict({**payload["context"], "run_dir": str(run_dir)})
+        workdir = Path(payload["workdir"])
+        if not workdir.is_dir():
+            workdir = tmp
+        request = NotebookRequest(notebook_path=Path(payload["notebook_path"]), parameters=payload["parameters"],
+                                  context=context, workdir=workdir, kernel=_kernel(payload, True),
+                                  notebook_text=payload["notebook_text"])
+        return execute_notebook_request(request, handle, manager)
+
+    return _run_remote(payload, work)
+
+
 def run_script_remote(payload: dict) -> dict:
     """A Python-script task on this worker (the script runs in place when the worker sees the file)."""
     from ..tasks.python_script import run_script_subprocess
 
-    manager = pool_manager()
-    execution_id = payload["execution_id"]
-    worker = _address()
-    if execution_id in manager.killed_executions:
-        return {"cancelled": True, "worker": worker}
-    tmp = Path(tempfile.mkdtemp(prefix="nbjobs-task-"))
-    try:
-        run_dir = tmp / "run"
+    def work(tmp: Path, run_dir: Path, handle: ExecutionHandle, manager: Any) -> Coroutine:
         script = Path(payload["python_file"])
         if not script.is_file():
             script = tmp / "src" / script.name
@@ -139,25 +142,20 @@ def run_script_remote(payload: dict) -> dict:
             workdir = script.parent
         context = TaskContext.from_dict({**payload["context"], "run_dir": str(run_dir)})
         kernel = _kernel(payload, False)
-        handle = ExecutionHandle(execution_id)
 
-        async def work() -> Any:
+        async def run() -> Any:
             task = asyncio.ensure_future(run_script_subprocess(script, payload["args"], context, workdir,
                                                                python=kernel.python, env=kernel.env))
             handle.on_kill.append(lambda: manager.loop.call_soon_threadsafe(task.cancel))
-            manager.executions[execution_id] = handle
+            manager.executions[handle.execution_id] = handle
             try:
                 return await task
             finally:
-                manager.executions.pop(execution_id, None)
+                manager.executions.pop(handle.execution_id, None)
 
-        try:
-            output = manager.run(work())
-        except (concurrent.futures.CancelledError, asyncio.CancelledError):
-            return {"cancelled": True, "worker": worker, "files": _files(run_dir)}
-        return _result(output, run_dir, worker)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return run()
+
+    return _run_remote(payload, work)
 
 
 def kill_remote(execution_id: str) -> bool:
