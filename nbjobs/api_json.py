@@ -33,7 +33,7 @@ def job_json(row: dict, *, expand_tasks: bool = True) -> dict:
     return out
 
 
-def task_run_json(row: dict, *, job_id: int | None = None, iterations: list[dict] | None = None) -> dict:
+def task_run_json(row: dict, *, iterations: list[dict] | None = None) -> dict:
     """A `RunTask`: the task's settings plus its run fields (`iterations`: a for-each task run's
     iterations, for `for_each_task.stats`)."""
     life, result = _states(row)
@@ -97,8 +97,7 @@ def run_json(run: dict, task_rows: list[dict], *, repairs: list[dict] | None = N
         "queue_duration": run.get("queue_duration") or 0,
         "attempt_number": 0,
         "format": "MULTI_TASK",
-        "tasks": [task_run_json(r, job_id=run.get("job_id"),
-                                iterations=(for_each_iterations or {}).get(r["task_run_id"]))
+        "tasks": [task_run_json(r, iterations=(for_each_iterations or {}).get(r["task_run_id"]))
                   for r in task_rows],
         "job_parameters": run.get("job_parameters") or [],
     }
