@@ -283,13 +283,18 @@ class RunDriver:
         self._emit("run_end", life_cycle_state="TERMINATED", result_state="CANCELED", message=message, row=row)
         return row
 
-    def _job_settings(self) -> dict:
+    def _job_limits(self) -> dict:
+        """The job's current timeout_seconds and max_concurrent_runs (a change applies to active
+        runs); the run's own for a run without a job (runs/submit) or whose job was deleted."""
         job_id = self.run_row.get("job_id")
-        job = self.store.get_job(job_id) if job_id is not None else None
-        return job["settings"] if job else self.run_row["settings"]
+        limits = self.store.job_limits(job_id) if job_id is not None else None
+        if limits is None:
+            limits = {"timeout_seconds": self.settings.timeout_seconds,
+                      "max_concurrent_runs": self.settings.max_concurrent_runs}
+        return limits
 
     def _max_concurrent_runs(self) -> int:
-        value = self._job_settings().get("max_concurrent_runs")
+        value = self._job_limits()["max_concurrent_runs"]
         return 1 if value is None else int(value)
 
     # -- watching for requests ----------------------------------------------------------------
@@ -318,7 +323,7 @@ class RunDriver:
                 key = next((k for k, v in self.task_run_ids.items() if v == task_run_id), None)
                 if key is not None:
                     self._pre_canceled.add(key)
-        timeout = int(self._job_settings().get("timeout_seconds") or 0)
+        timeout = int(self._job_limits()["timeout_seconds"] or 0)
         if timeout > 0 and self._halt is None and now_ms() - self._started_ms >= timeout * 1000:
             message = f"Timed out: the run exceeded the job's timeout_seconds ({timeout} s)."
             self._halt = (ResultState.TIMEDOUT, message)
@@ -472,7 +477,7 @@ class RunDriver:
         start = now_ms()
         self.store.update_task_run(task_run_id, life_cycle_state="RUNNING", start_time=start,
                                    execution_count=execution_count, attempt_number=unit.attempt,
-                                   state_message="", task=task.model_dump(exclude_none=True))
+                                   state_message="")  # its task JSON was stored when the task run was made
         if unit.is_iteration:
             self._iteration_changed(unit, "RUNNING", None)
         else:
@@ -506,7 +511,7 @@ class RunDriver:
     # -- references and dispatch --------------------------------------------------------------
     def ref_context(self, key: str, task_run_id: int, execution_count: int, element: Any = MISSING) -> RefContext:
         run = self.run_row
-        tasks = _TaskStates(self.store)  # built per task a reference names: O(1), not O(tasks), per task
+        tasks = _TaskStates(self.store, self.tasks)  # built per task a reference names: O(1), not O(tasks)
         unit = self._units.get(task_run_id)
         task = unit.task if unit is not None else self.tasks[key]
         return RefContext(
@@ -720,8 +725,9 @@ class RunDriver:
 class _TaskStates(Mapping):
     """`RefContext.tasks`, read lazily from the driver's in-memory task rows and values."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Any, tasks: Mapping[str, Task]):
         self._store = store
+        self._tasks = tasks
         self._cache: dict[str, TaskRefState] = {}
 
     def __getitem__(self, key: str) -> TaskRefState:
@@ -730,13 +736,13 @@ class _TaskStates(Mapping):
             row = self._store.latest_task_row(key)
             if row is None:
                 raise KeyError(key)
-            task = row.get("task") or {}
+            task = self._tasks.get(key)
             state = self._cache[key] = TaskRefState(
                 run_id=row["task_run_id"],
                 result_state=(row["result_state"] or "").lower() or None,
                 error_code="" if row["result_state"] in (None, "SUCCESS") else "RunExecutionError",
                 execution_count=row["execution_count"],
-                notebook_path=(task.get("notebook_task") or {}).get("notebook_path"),
+                notebook_path=task.notebook_task.notebook_path if task and task.notebook_task else None,
                 values=self._store.values_of(key))
         return state
 

@@ -174,7 +174,7 @@ class Workspace:
                                               or len(idempotency_token) > 64):
             raise InvalidParameterValue(f"idempotency_token: {idempotency_token!r} is not a string of 1 to 64 "
                                         "characters; use e.g. a UUID")
-        cycle = self._run_job_cycle(row["job_id"])
+        cycle = self._run_job_cycle(row["job_id"], row["settings"])
         if cycle:
             raise InvalidParameterValue(_cycle_message(cycle, self.store))
         selected = None
@@ -220,10 +220,9 @@ class Workspace:
         returns its runs/get JSON."""
         driver = None
         try:
-            run = self._run_row(run_id)
             settings = self._validated.pop(run_id, None) if repair_id is None else None
             if settings is None:
-                settings = JobSettings.model_validate(run["settings"])
+                settings = JobSettings.model_validate(self._run_row(run_id)["settings"])
             driver = RunDriver(self.store, run_id, settings, concurrency=concurrency or self.concurrency,
                                on_event=on_event, done=dict(done) if done else None, repair_id=repair_id,
                                child_runs=_ChildRuns(self, concurrency))
@@ -328,7 +327,8 @@ class Workspace:
             out["original_attempt_run_id"] = task_row.get("original_attempt_run_id") or task_row["task_run_id"]
             return out
         order = {t.get("task_key"): i for i, t in enumerate(row["settings"].get("tasks") or [])}
-        task_rows = sorted(self.store.task_runs(row["run_id"]),
+        every = self.store.task_runs(row["run_id"], latest_only=False)  # one read: latest rows and history
+        task_rows = sorted((t for t in every if t["is_latest"]),
                            key=lambda t: (order.get(t["task_key"], len(order)), t["task_run_id"]))
         loops = {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
                  for t in task_rows if "for_each_task" in t["task"]}
@@ -336,7 +336,7 @@ class Workspace:
         history = None
         if include_history:
             history = {}
-            for t in self.store.task_runs(row["run_id"], latest_only=False):
+            for t in every:
                 history.setdefault(t["repair_id"], []).append(t["task_run_id"])
         return api_json.run_json(row, task_rows, repairs=repairs, history_task_runs=history,
                                  for_each_iterations=loops)
@@ -565,11 +565,14 @@ class Workspace:
             driver.poke()
 
     # -- run_job_task helpers -------------------------------------------------------------------
-    def _run_job_cycle(self, job_id: int) -> list[int] | None:
-        """A loop of run_job_tasks reachable from `job_id` (as job ids, closed), or None."""
+    def _run_job_cycle(self, job_id: int, settings: Mapping[str, Any] | None = None) -> list[int] | None:
+        """A loop of run_job_tasks reachable from `job_id` (as job ids, closed), or None.
+        `settings`: the job's, when the caller has them already."""
         from .plan import find_cycle
         calls: dict[int, list[int]] = {}
-        todo = [int(job_id)]
+        if settings is not None:
+            calls[int(job_id)] = _called_jobs(settings)
+        todo = list(calls.get(int(job_id), [int(job_id)]))
         while todo:
             current = todo.pop()
             if current in calls:

@@ -12,7 +12,7 @@ from databricks.sdk.service.jobs import Run
 
 from nbjobs.service import InvalidParameterValue
 from nbjobs._proc import pid_alive as _alive
-from conftest import task_states, write_notebook, write_script
+from conftest import task_states, wait_for, write_notebook, write_script
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -261,6 +261,27 @@ def test_job_timeout_ends_the_whole_run_and_kills_its_processes(workspace, tmp_p
     assert not _alive(int((tmp_path / "slow.pid").read_text()))
     Run.from_dict(run)
 
+
+
+def test_a_job_timeout_set_while_a_run_is_active_applies_to_it(workspace, tmp_path):
+    write_script(tmp_path / "slow.py", "import time\ntime.sleep(120)\n")
+    job_id = workspace.create_job({"name": "later-timeout", "tasks": [
+        {"task_key": "slow", "spark_python_task": {"python_file": str(tmp_path / "slow.py")}}]})
+    run_id = workspace.run_now(job_id, wait=False)["run_id"]
+    wait_for(lambda: task_states(workspace.get_run(run_id)).get("slow") == "RUNNING")
+    workspace.update_job(job_id, {"timeout_seconds": 1})  # the reference: a change applies to active runs
+    run = workspace.wait(run_id, timeout=60)
+    assert run["state"]["result_state"] == "TIMEDOUT"
+    assert run["state"]["state_message"] == "Timed out: the run exceeded the job's timeout_seconds (1 s)."
+
+
+def test_a_submitted_run_times_out_on_its_own_timeout(workspace, tmp_path):
+    write_script(tmp_path / "slow.py", "import time\ntime.sleep(120)\n")
+    run_id = workspace.submit_run({"run_name": "one-time", "timeout_seconds": 1, "tasks": [
+        {"task_key": "slow", "spark_python_task": {"python_file": str(tmp_path / "slow.py")}}]})["run_id"]
+    run = workspace.wait(run_id, timeout=60)
+    assert run["state"]["result_state"] == "TIMEDOUT"
+    assert task_states(run) == {"slow": "TIMEDOUT"}
 
 # -- run-job tasks -------------------------------------------------------------------------------
 

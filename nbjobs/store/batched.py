@@ -18,9 +18,12 @@ import asyncio
 from typing import Any, Mapping
 
 _READS = frozenset({
-    "get_job", "list_jobs", "list_runs", "child_task_runs", "repairs",
+    "get_job", "job_limits", "list_jobs", "list_runs", "child_task_runs", "repairs",
     "cancel_requests", "previous_task_runs", "schema_version", "runs_dir", "home", "path", "engine",
 })
+
+
+FLUSH_EVERY = 500  # task runs per write transaction at most
 
 
 class BatchedRunStore:
@@ -41,7 +44,7 @@ class BatchedRunStore:
     # -- the cache --------------------------------------------------------------------------------
     def _load(self) -> dict[int, dict]:
         if self._rows is None:
-            rows = self.store.task_runs(self.run_id, latest_only=False)
+            rows = self.store.task_runs(self.run_id, latest_only=False, with_task=False)  # the driver has them
             self._rows = {r["task_run_id"]: r for r in rows}
             self._latest = {}
             for r in rows:  # ordered by id: the newest of a task wins
@@ -84,7 +87,10 @@ class BatchedRunStore:
             self._pending_values.setdefault(task_run_id, {}).update(values)
             if row is not None and self._values is not None:
                 self._values.setdefault(row["task_key"], {}).update(values)
-        self._schedule()
+        if len(self._pending) >= FLUSH_EVERY:  # a long stretch without a loop turn: bounded transactions
+            self.flush()
+        else:
+            self._schedule()
 
     def update_task_runs(self, changes: Mapping[int, Mapping[str, Any]]) -> None:
         for task_run_id, fields in changes.items():
@@ -124,12 +130,13 @@ class BatchedRunStore:
 
     # -- reads from memory --------------------------------------------------------------------------------
     def get_run(self, run_id: int) -> dict | None:
+        """A run's row; this run's without its settings (the driver holds them validated)."""
         if run_id != self.run_id:
             self.flush()
             return self.store.get_run(run_id)
         if self._run is None:
             self.flush()
-            self._run = self.store.get_run(run_id)
+            self._run = self.store.get_run(run_id, settings=False)  # the driver has the settings
         return dict(self._run) if self._run is not None else None
 
     def update_run(self, run_id: int, **fields: Any) -> None:

@@ -34,17 +34,27 @@ def utc_from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def _row(row) -> dict[str, Any] | None:
-    """A result row as a dict, JSON columns decoded under their short names."""
-    if row is None:
-        return None
-    out = {}
-    for key, value in row._mapping.items():
-        if key in _JSON_COLUMNS:
-            out[_JSON_COLUMNS[key]] = json.loads(value) if value is not None else None
-        else:
-            out[key] = value
+def _rows(result) -> list[dict[str, Any]]:
+    """Result rows as dicts, JSON columns decoded under their short names (columns looked up once)."""
+    columns = list(result.keys())
+    names = [_JSON_COLUMNS.get(c, c) for c in columns]
+    decoded = [_JSON_COLUMNS[c] for c in columns if c in _JSON_COLUMNS]
+    loads = json.loads
+    out = []
+    for values in result.all():
+        row = dict(zip(names, values))
+        for name in decoded:
+            value = row[name]
+            if value is not None:
+                row[name] = loads(value)
+        out.append(row)
     return out
+
+
+def _first(result) -> dict[str, Any] | None:
+    """The first result row as a dict (as `_rows`), or None."""
+    rows = _rows(result)
+    return rows[0] if rows else None
 
 
 def _dumps(value: Any) -> str:
@@ -139,7 +149,7 @@ class Store:
 
     def get_job(self, job_id: int) -> dict | None:
         with self.engine.connect() as conn:
-            return _row(conn.execute(select(t.jobs).where(t.jobs.c.job_id == job_id)).first())
+            return _first(conn.execute(select(t.jobs).where(t.jobs.c.job_id == job_id)))
 
     def list_jobs(self, *, name: str | None = None) -> list[dict]:
         """Newest first; `name` matches exactly, case-insensitively (as jobs/list does)."""
@@ -147,7 +157,7 @@ class Store:
         if name is not None:
             query = query.where(func.lower(t.jobs.c.name) == name.lower())
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return _rows(conn.execute(query))
 
     def delete_job(self, job_id: int) -> None:
         with self._write() as conn:
@@ -312,7 +322,7 @@ class Store:
             & t.task_runs.c.parent_task_run_id.is_(None) & (t.task_runs.c.task_run_id < before))
             .order_by(t.task_runs.c.task_run_id.desc()))
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return _rows(conn.execute(query))
 
     # -- cancel requests ----------------------------------------------------------------------
     def request_cancel(self, run_id: int) -> None:
@@ -411,23 +421,37 @@ class Store:
                 conn.execute(update(t.task_runs).where(t.task_runs.c.task_run_id == task_run_id)
                              .values(**_encode(fields)))
 
-    def get_run(self, run_id: int) -> dict | None:
+    def get_run(self, run_id: int, *, settings: bool = True) -> dict | None:
+        """The run's row; `settings=False` leaves out its settings (large for a job of many tasks)."""
+        columns = t.runs.c if settings else [c for c in t.runs.c if c.name != "settings_json"]
         with self.engine.connect() as conn:
-            return _row(conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first())
+            return _first(conn.execute(select(*columns).where(t.runs.c.run_id == run_id)))
+
+    def job_limits(self, job_id: int) -> dict[str, int | None] | None:
+        """The job's current `timeout_seconds` and `max_concurrent_runs` (read without decoding its
+        settings: a running driver polls them), or None when the job is gone."""
+        settings = t.jobs.c.settings_json
+        query = select(func.json_extract(settings, "$.timeout_seconds"),
+                       func.json_extract(settings, "$.max_concurrent_runs")).where(t.jobs.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else {"timeout_seconds": row[0], "max_concurrent_runs": row[1]}
 
     def get_task_run(self, task_run_id: int) -> dict | None:
         with self.engine.connect() as conn:
-            return _row(conn.execute(
-                select(t.task_runs).where(t.task_runs.c.task_run_id == task_run_id)).first())
+            return _first(conn.execute(select(t.task_runs).where(t.task_runs.c.task_run_id == task_run_id)))
 
-    def task_runs(self, run_id: int, *, latest_only: bool = True, top_level_only: bool = True) -> list[dict]:
-        query = select(t.task_runs).where(t.task_runs.c.run_id == run_id).order_by(t.task_runs.c.task_run_id)
+    def task_runs(self, run_id: int, *, latest_only: bool = True, top_level_only: bool = True,
+                  with_task: bool = True) -> list[dict]:
+        """A run's task runs by id; `with_task=False` leaves out each one's task JSON."""
+        columns = t.task_runs.c if with_task else [c for c in t.task_runs.c if c.name != "task_json"]
+        query = select(*columns).where(t.task_runs.c.run_id == run_id).order_by(t.task_runs.c.task_run_id)
         if latest_only:
             query = query.where(t.task_runs.c.is_latest == 1)
         if top_level_only:
             query = query.where(t.task_runs.c.parent_task_run_id.is_(None))
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return _rows(conn.execute(query))
 
     def child_task_runs(self, parent_task_run_id: int, *, latest_only: bool = True) -> list[dict]:
         """A for-each task run's iterations (the latest attempt of each), by iteration index."""
@@ -436,7 +460,7 @@ class Store:
         if latest_only:
             query = query.where(t.task_runs.c.is_latest == 1)
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return _rows(conn.execute(query))
 
     def list_runs(self, *, job_id: int | None = None, active_only: bool = False,
                   completed_only: bool = False, run_type: str | None = None,
@@ -465,7 +489,7 @@ class Store:
         if offset:
             query = query.offset(offset)
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return _rows(conn.execute(query))
 
     def delete_run(self, run_id: int, *, keep_token: bool = False) -> None:
         """Delete a run and everything of it; `keep_token` remembers its idempotency token (runs/delete)."""
@@ -526,8 +550,8 @@ class Store:
 
     def repairs(self, run_id: int) -> list[dict]:
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(
-                select(t.repairs).where(t.repairs.c.run_id == run_id).order_by(t.repairs.c.repair_id))]
+            return _rows(conn.execute(
+                select(t.repairs).where(t.repairs.c.run_id == run_id).order_by(t.repairs.c.repair_id)))
 
     # -- recovery -----------------------------------------------------------------------------
     def recover_orphans(self) -> list[int]:
@@ -569,6 +593,7 @@ def _on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
