@@ -61,6 +61,8 @@ def task_run_json(row: dict, *, iterations: list[dict] | None = None) -> dict:
     if iterations is not None and "for_each_task" in out:
         from .tasks.for_each import stats
         out["for_each_task"] = {**out["for_each_task"], "stats": stats(iterations)}
+    if row.get("execution_count") and row.get("compute") and ("notebook_task" in out or "spark_python_task" in out):
+        out["cluster_instance"] = {"cluster_id": row["compute"]}  # the compute that ran it (nbjobs.compute)
     page = row.get("output_path") or row.get("logs_path")
     if page:
         out["run_page_url"] = Path(page).as_uri()

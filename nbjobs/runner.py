@@ -129,7 +129,7 @@ class RunDriver:
         self.task_run_ids = {r["task_key"]: r["task_run_id"] for r in store.task_runs(run_id)}
         self.run_dir = store.runs_dir / str(run_id)
         from .compute.run import RunCompute
-        self.compute = RunCompute(settings, home=store.home)  # backends; started with the run, closed at its end
+        self.compute = RunCompute(settings, home=store.home, done=self.done)  # started with the run
         # control state
         self._units: dict[int, _Unit] = {}          # by current task run id
         self._cancel_seen = 0  # a new run and a new repair start with no cancel request
@@ -205,7 +205,13 @@ class RunDriver:
         def apply(step: Step, message: str | None = None) -> None:
             if step.skipped:
                 self._record_skips(step.skipped, message)
+                for key in step.skipped:
+                    self.compute.task_finished(key)
             ready.extend(step.ready)
+
+        def finish(key: str, result: ResultState, outcome: str | None = None) -> None:
+            self.compute.task_finished(key)  # a job cluster no other task needs closes now
+            apply(planner.finish(key, result, outcome))
 
         watcher = asyncio.ensure_future(self._watch())
         try:
@@ -219,17 +225,17 @@ class RunDriver:
                     if self._halt is not None:  # the run timed out: nothing new starts
                         self._end_row(self.task_run_ids[key], ResultState.CANCELED, "Not run: the run timed out.",
                                       emit_key=key)
-                        apply(planner.finish(key, ResultState.CANCELED))
+                        finish(key, ResultState.CANCELED)
                         continue
                     if key in self._pre_canceled:
                         self._end_row(self.task_run_ids[key], ResultState.CANCELED,
                                       "Canceled by request before it started.", emit_key=key)
-                        apply(planner.finish(key, ResultState.CANCELED))
+                        finish(key, ResultState.CANCELED)
                         continue
                     unit = self._new_unit(key)
                     if self.tasks[key].condition_task is not None:  # instant: no slot, no thread
                         outcome = await self._run_unit(unit, None)
-                        apply(planner.finish(key, outcome.result, outcome.outcome))
+                        finish(key, outcome.result, outcome.outcome)
                         continue
                     unit.future = asyncio.ensure_future(self._run_unit(unit, semaphore))
                     running[unit.future] = unit
@@ -239,7 +245,7 @@ class RunDriver:
                 for fut in finished:
                     unit = running.pop(fut)
                     outcome = self._finish_stopped(unit) if fut.cancelled() else fut.result()
-                    apply(planner.finish(unit.key, outcome.result, outcome.outcome))
+                    finish(unit.key, outcome.result, outcome.outcome)
         except BaseException as exc:  # Ctrl-C or cancellation: stop the tasks, nothing stays half-running
             for fut in running:
                 fut.cancel()

@@ -3,7 +3,10 @@ worker, a timeout that kills the kernel on the worker, and the message when `dis
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
+import threading
 import sys
 import textwrap
 import time
@@ -18,15 +21,28 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def spawned_workers() -> set[int]:
-    """Dask worker processes under this process (multiprocessing children)."""
+    """Dask worker processes under this process (and theirs): spawned, or forked by the
+    multiprocessing fork server that preloads nbjobs.compute.dask_preload."""
     out = set()
     for proc in psutil.Process().children(recursive=True):
         try:
-            if "spawn_main" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+            command = " ".join(proc.cmdline())
+            forked = "nbjobs.compute.dask_preload" in command and proc.ppid() != os.getpid()
+            if ("spawn_main" in command or forked) and proc.status() != psutil.STATUS_ZOMBIE:
                 out.add(proc.pid)
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+def listening(address: str) -> bool:
+    """Whether something accepts connections at `tcp://host:port`."""
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 
@@ -74,7 +90,46 @@ def test_a_job_cluster_runs_notebooks_and_scripts_with_task_values_and_a_failure
     assert Path(rows["script"]["logs_path"]).read_text() == "args ['a', 'b'] rows 40\n"
     produced = json.loads(Path(rows["produce"]["output_path"]).read_text())
     assert produced["metadata"]["papermill"]["parameters"] == {"n": "4"}
+    cluster = next(t["cluster_instance"]["cluster_id"] for t in run["tasks"] if t["task_key"] == "produce")
+    assert cluster == rows["produce"]["compute"]  # runs/get names the compute that ran each task
+    assert next(t for t in run["tasks"] if t["task_key"] == "local")["cluster_instance"] == {"cluster_id": "local"}
     wait_for(lambda: spawned_workers() <= before, what="the job cluster's workers to stop")
+
+
+def test_a_job_cluster_closes_when_its_last_task_finishes_not_at_the_end_of_the_run(workspace, tmp_path):
+    """`first` is used by one task only: its workers stop while `second`'s task still runs."""
+    write_notebook(tmp_path / "quick.ipynb", "print('quick')")
+    write_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(6)")
+    job_id = workspace.create_job({
+        "name": "two-clusters",
+        "job_clusters": [{"job_cluster_key": "first", "new_cluster": {"num_workers": 1}},
+                         {"job_cluster_key": "second", "new_cluster": {"num_workers": 1}}],
+        "tasks": [
+            {"task_key": "on_first", "job_cluster_key": "first", "notebook_task": {"notebook_path": "quick.ipynb"}},
+            {"task_key": "on_second", "job_cluster_key": "second", "depends_on": [{"task_key": "on_first"}],
+             "notebook_task": {"notebook_path": "slow.ipynb"}}]}, base_dir=tmp_path)
+    seen: dict[str, float] = {}
+
+    def watch_first_worker(address: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and listening(address):
+            time.sleep(0.1)
+        seen["first closed"] = time.monotonic()
+
+    def on_event(event) -> None:
+        if event.kind == "task_end" and event.task_key == "on_first":
+            address = event.row["compute"].rsplit(" worker ", 1)[1]
+            assert listening(address)
+            threading.Thread(target=watch_first_worker, args=(address,), daemon=True).start()
+        if event.kind == "task_end" and event.task_key == "on_second":
+            seen["second ended"] = time.monotonic()
+            seen["second still up"] = listening(event.row["compute"].rsplit(" worker ", 1)[1])
+
+    run = workspace.run_now(job_id, on_event=on_event)
+    assert task_states(run) == {"on_first": "SUCCESS", "on_second": "SUCCESS"}
+    wait_for(lambda: "first closed" in seen, what="the first cluster's worker to stop")
+    assert seen["first closed"] < seen["second ended"], seen  # closed while on_second still ran
+    assert seen["second still up"] is True  # ...and `second` stayed up for it until the run ended
 
 
 def test_an_existing_cluster_a_lost_worker_is_retried_and_a_timeout_kills_the_kernel_there(workspace, tmp_path):

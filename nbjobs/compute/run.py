@@ -4,7 +4,8 @@ Mapping (DESIGN "Compute mapping"):
 - no compute field, or `environment_key` -> the local warm pool ("serverless"); the environment
   chooses the kernel (`environments.py`);
 - `job_cluster_key` -> that `job_clusters[].new_cluster`: a Dask LocalCluster started for this run
-  (its `num_workers`), shared by the tasks that name it, closed when the run ends;
+  (its `num_workers`), shared by the tasks that name it, closed when the last of them finishes
+  (or is skipped), at the latest when the run ends;
 - `new_cluster` on the task itself -> a LocalCluster for that task only, closed after it;
 - `existing_cluster_id` -> a Dask scheduler address (`tcp://host:port`) or a cluster named in the
   workspace config; nbjobs connects and leaves it running;
@@ -59,11 +60,21 @@ def _tasks(tasks: Iterable[Any]) -> Iterable[Any]:
 
 
 class RunCompute:
-    """Backends for the tasks of one run. `start()` when the run starts, `close()` when it ends."""
+    """Backends for the tasks of one run. `start()` when the run starts, `task_finished(key)` as each
+    task ends, `close()` when the run ends. `done`: task keys this run (a repair) will not run."""
 
-    def __init__(self, settings: Any, *, home: str | Path | None = None):
+    def __init__(self, settings: Any, *, home: str | Path | None = None, done: Iterable[str] = ()):
         self.settings = settings
         self.home = Path(home) if home is not None else None
+        done = set(done)
+        # job cluster key -> the top-level tasks still to finish that use it (itself or its for-each's task)
+        self._users: dict[str, set[str]] = {}
+        for task in settings.tasks:
+            if task.task_key not in done:
+                for each in _tasks([task]):
+                    if each.job_cluster_key:
+                        self._users.setdefault(each.job_cluster_key, set()).add(task.task_key)
+        self._closing: list[asyncio.Future] = []
         self._config: ComputeConfig | None = None
         self._local: ComputeBackend | None = None
         self._clusters: dict[str, ComputeBackend] = {}
@@ -87,10 +98,10 @@ class RunCompute:
         except ConfigError:
             return  # reported by the first task that needs it
         local_notebooks: set[str] = set()
-        cluster_keys: set[str] = set()
+        cluster_keys = set(self._users)  # only the clusters of tasks this run will run
         for task in _tasks(self.settings.tasks):
             if task.job_cluster_key:
-                cluster_keys.add(task.job_cluster_key)
+                continue
             elif task.notebook_task is not None and not (task.existing_cluster_id or task.new_cluster):
                 if not task.environment_key and not getattr(task.notebook_task, "kernel_name", None):
                     local_notebooks.add(task.notebook_task.notebook_path)
@@ -113,12 +124,28 @@ class RunCompute:
                 task = asyncio.ensure_future(backend.start())
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
+    def task_finished(self, task_key: str) -> None:
+        """`task_key` ended (finally, after its retries) or was skipped: a job cluster no remaining
+        task uses is closed now, in the background (on the run's event loop)."""
+        for cluster_key, users in list(self._users.items()):
+            if task_key not in users:
+                continue
+            users.discard(task_key)
+            if users:
+                continue
+            del self._users[cluster_key]
+            backend = self._clusters.pop(f"job_cluster:{cluster_key}", None)
+            if backend is not None:
+                self._closing.append(asyncio.ensure_future(backend.close()))
+
     async def close(self) -> None:
         """Close the job clusters this run started (existing clusters stay up)."""
         self._closed = True
         clusters, self._clusters = list(self._clusters.values()), {}
-        if clusters:
-            await asyncio.gather(*(c.close() for c in clusters), return_exceptions=True)
+        closing, self._closing = self._closing, []
+        waits = [c.close() for c in clusters] + closing
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
 
     # -- mapping --------------------------------------------------------------------------------------
     def local(self) -> ComputeBackend:
