@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         papermill_run(notebook, out, -1)  # warm-up: imports
         run_dag(ws, 50)                   # warm-up: imports
         pm, small, big, create_small, create_big = [], [], [], [], []
-        for i in range(args.repeat):      # interleaved, so a busy moment hits both sides alike
+        for i in range(args.repeat):  # interleaved, so a slow moment of a shared machine hits all three alike
             gc.collect()
             started = time.perf_counter()
             papermill_run(notebook, out, i)
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
             assert len(run["tasks"]) == args.tasks
             small.append(elapsed)
             create_small.append(created)
-        for i in range(args.repeat):
-            created, elapsed, _ = run_dag(ws, big_n)
+            created, elapsed, run = run_dag(ws, big_n)
+            assert len(run["tasks"]) == big_n
             big.append(elapsed)
             create_big.append(created)
         if args.profile:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
-from ._gc import gc_paused
+from ._gc import gc_paused, paused
 from .plan import Dependency, JobGraph, PlanTask, Planner, RetryPolicy, Step, iterations_to_reuse, retry_delay
 from .refs import MISSING, ReferenceResolutionError, RefContext, TaskRefState, resolve_all, value_of
 from .spec import JobSettings, Task
@@ -23,6 +23,7 @@ from .states import LifeCycleState, ResultState, RunIf, life_cycle_for
 from .store import Store, now_ms, utc_from_ms
 
 POLL_SECONDS = 0.25  # how often a driver looks for cancel requests, queue slots and the job timeout
+INSTANT_STRETCH = 1000  # ready tasks handled per garbage-collector pause (conditions run inline)
 
 
 @dataclass
@@ -126,7 +127,7 @@ class RunDriver:
         run = store.get_run(run_id)
         self.run_row = run
         self.job_parameters = {p["name"]: p["value"] for p in run["job_parameters"]}
-        self.task_run_ids = {r["task_key"]: r["task_run_id"] for r in store.task_runs(run_id)}
+        self.task_run_ids = store.latest_task_run_ids()  # {task_key: its latest top-level task run}
         self.run_dir = store.runs_dir / str(run_id)
         from .compute.run import RunCompute
         self.compute = RunCompute(settings, home=store.home, done=self.done)  # started with the run
@@ -221,24 +222,11 @@ class RunDriver:
                     self._halt_applied = True
                     apply(planner.cancel(), "Not run: the run timed out.")
                 while ready:
-                    key = ready.pop(0)
-                    if self._halt is not None:  # the run timed out: nothing new starts
-                        self._end_row(self.task_run_ids[key], ResultState.CANCELED, "Not run: the run timed out.",
-                                      emit_key=key)
-                        finish(key, ResultState.CANCELED)
-                        continue
-                    if key in self._pre_canceled:
-                        self._end_row(self.task_run_ids[key], ResultState.CANCELED,
-                                      "Canceled by request before it started.", emit_key=key)
-                        finish(key, ResultState.CANCELED)
-                        continue
-                    unit = self._new_unit(key)
-                    if self.tasks[key].condition_task is not None:  # instant: no slot, no thread
-                        outcome = await self._run_unit(unit, None)
-                        finish(key, outcome.result, outcome.outcome)
-                        continue
-                    unit.future = asyncio.ensure_future(self._run_unit(unit, semaphore))
-                    running[unit.future] = unit
+                    with paused():  # a stretch of at most INSTANT_STRETCH tasks started or run at once
+                        for _ in range(INSTANT_STRETCH):
+                            if not ready:
+                                break
+                            await self._start_ready(ready.pop(0), finish, semaphore, running)
                 if not running:
                     break
                 finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -260,6 +248,26 @@ class RunDriver:
             watcher.cancel()
             await self.compute.close()  # job clusters started for this run
         return self._finish_run(planner)
+
+    async def _start_ready(self, key: str, finish: Callable[..., None], semaphore: asyncio.Semaphore,
+                           running: dict[asyncio.Future, _Unit]) -> None:
+        """Start a ready task; a condition (instant: no slot, no thread) runs here and now."""
+        if self._halt is not None:  # the run timed out: nothing new starts
+            self._end_row(self.task_run_ids[key], ResultState.CANCELED, "Not run: the run timed out.", emit_key=key)
+            finish(key, ResultState.CANCELED)
+            return
+        if key in self._pre_canceled:
+            self._end_row(self.task_run_ids[key], ResultState.CANCELED, "Canceled by request before it started.",
+                          emit_key=key)
+            finish(key, ResultState.CANCELED)
+            return
+        unit = self._new_unit(key)
+        if self.tasks[key].condition_task is not None:
+            outcome = await self._run_unit(unit, None)  # never waits: no other coroutine runs meanwhile
+            finish(key, outcome.result, outcome.outcome)
+            return
+        unit.future = asyncio.ensure_future(self._run_unit(unit, semaphore))
+        running[unit.future] = unit
 
     def _new_unit(self, key: str) -> _Unit:
         task_run_id = self.task_run_ids[key]

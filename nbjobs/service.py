@@ -184,7 +184,7 @@ class Workspace:
                 selected = select_only(JobGraph(plan_task(t) for t in settings.tasks), items)
             except ValueError as exc:
                 raise InvalidParameterValue(str(exc)) from None
-        run_settings = _subset(settings, selected)
+        run_settings = _subset(row["settings"], selected)  # the job's stored JSON is settings.to_dict()
         tasks = [(t["task_key"], t) for t in run_settings.get("tasks", [])]
         limit = 1 if settings.max_concurrent_runs is None else int(settings.max_concurrent_runs)
         run_id, ids = self._create_run(
@@ -859,9 +859,9 @@ def _queue_enabled(queue: Mapping[str, Any] | bool | None, settings: JobSettings
     return True if settings.queue is None else bool(settings.queue.enabled)
 
 
-def _subset(settings: JobSettings, selected: set[str] | None) -> dict:
+def _subset(settings: JobSettings | Mapping[str, Any], selected: set[str] | None) -> dict:
     """The settings (as JSON) restricted to the `selected` tasks; dependencies on others are dropped."""
-    data = settings.to_dict()
+    data = settings.to_dict() if isinstance(settings, JobSettings) else dict(settings)
     if selected is None:
         return data
     tasks = []

@@ -189,6 +189,11 @@ class BatchedRunStore:
         task_run_id = self._latest.get(task_key)
         return self._rows.get(task_run_id) if task_run_id is not None else None
 
+    def latest_task_run_ids(self) -> dict[str, int]:
+        """{task_key: id of its latest top-level task run} (from memory)."""
+        self._load()
+        return dict(self._latest)
+
     def task_keys(self) -> list[str]:
         """Keys of the run's top-level tasks that have task runs."""
         self._load()

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update, delete
+from sqlalchemy import create_engine, event, func, insert, select, text, update, delete
 from sqlalchemy.engine import Connection, Engine
 
 from .._proc import pid_alive
@@ -55,6 +55,16 @@ def _first(result) -> dict[str, Any] | None:
     """The first result row as a dict (as `_rows`), or None."""
     rows = _rows(result)
     return rows[0] if rows else None
+
+
+def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany INSERT of rows that have the same keys (known columns of `table`)."""
+    columns = list(rows[0])
+    unknown = set(columns) - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                         [tuple(row[c] for c in columns) for row in rows])
 
 
 def _dumps(value: Any) -> str:
@@ -124,12 +134,13 @@ class Store:
         self.engine.dispose()
 
     def _new_ids(self, conn: Connection, kind: str, count: int = 1) -> list[int]:
-        if count <= 1:
-            return [conn.execute(insert(t.run_ids).values(kind=kind)).inserted_primary_key[0]] if count else []
-        # one batched INSERT ... RETURNING, in the order given (a 10,000-task run: one statement, not 10,000)
-        result = conn.execute(insert(t.run_ids).returning(t.run_ids.c.id, sort_by_parameter_order=True),
-                              [{"kind": kind}] * count)
-        return [row[0] for row in result]
+        """`count` new ids of the one sequence runs and task runs share (in a write transaction)."""
+        if count <= 0:
+            return []
+        first = conn.execute(insert(t.run_ids).values(kind=kind)).inserted_primary_key[0]
+        if count > 1:  # reserve the block: AUTOINCREMENT continues after its last id (the write lock is ours)
+            conn.execute(insert(t.run_ids).values(id=first + count - 1, kind=kind))
+        return list(range(first, first + count))
 
     # -- jobs ---------------------------------------------------------------------------------
     def create_job(self, settings: dict, *, source_path: str | None = None, creator: str = "") -> int:
@@ -214,7 +225,7 @@ class Store:
                 if result_state:
                     task_state = dict(life_cycle_state="SKIPPED", result_state=result_state,
                                       state_message=state_message, start_time=start, end_time=start)
-                conn.execute(insert(t.task_runs), [
+                _insert_many(conn, t.task_runs, [
                     dict(task_run_id=i, run_id=run_id, task_key=key, task_json=_dumps(task),
                          original_attempt_run_id=i, **task_state) for i, (key, task) in zip(ids, tasks)])
         return run_id, {key: i for i, (key, _) in zip(ids, tasks)}
@@ -385,11 +396,11 @@ class Store:
                         values: Iterable[tuple[int, str, int, Mapping[str, Any]]] = ()) -> None:
         """Many task-run updates and task values in one transaction, as executemany batches
         (`values`: (run_id, task_key, task_run_id, {key: value}) upserts). Used by `BatchedRunStore`."""
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, ...], list[tuple]] = {}  # the same columns: one executemany
         for task_run_id, fields in changes.items():
             encoded = _encode(fields)
-            groups.setdefault(tuple(sorted(encoded)), []).append(
-                {"_id": task_run_id, **{f"_v_{k}": v for k, v in encoded.items()}})
+            columns = tuple(sorted(encoded))
+            groups.setdefault(columns, []).append((*(encoded[c] for c in columns), task_run_id))
         rows = [dict(r=run_id, t=task_key, k=key, v=_dumps(value), i=task_run_id)
                 for run_id, task_key, task_run_id, items in values for key, value in items.items()]
         if not groups and not rows:
@@ -397,9 +408,11 @@ class Store:
         with self._write() as conn:
             for columns, params in groups.items():
                 if columns:
-                    statement = (update(t.task_runs).where(t.task_runs.c.task_run_id == bindparam("_id"))
-                                 .values({c: bindparam(f"_v_{c}") for c in columns}))
-                    conn.execute(statement, params)
+                    unknown = set(columns) - set(t.task_runs.c.keys())
+                    if unknown:
+                        raise ValueError(f"task_runs has no column {', '.join(sorted(unknown))}")
+                    assignments = ", ".join(f"{c} = ?" for c in columns)
+                    conn.exec_driver_sql(f"UPDATE task_runs SET {assignments} WHERE task_run_id = ?", params)
             if rows:
                 conn.execute(text(
                     "INSERT INTO task_values (run_id, task_key, key, value_json, task_run_id) "
