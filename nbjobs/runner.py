@@ -247,6 +247,7 @@ class RunDriver:
         finally:
             watcher.cancel()
             await self.compute.close()  # job clusters started for this run
+            await asyncio.wait([watcher])  # ended: it no longer holds the driver (and its rows) alive
         return self._finish_run(planner)
 
     async def _start_ready(self, key: str, finish: Callable[..., None], semaphore: asyncio.Semaphore,

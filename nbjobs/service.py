@@ -231,6 +231,7 @@ class Workspace:
         finally:
             if self._drivers.get(run_id) in (None, driver):
                 self._drivers.pop(run_id, None)
+        del driver, settings  # its rows and task models are freed before runs/get builds its answer
         return self.get_run(run_id)
 
     @property
