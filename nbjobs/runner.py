@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
-from ._gc import gc_paused, paused
+from ._gc import gc_paused, paused, run_ended, run_started
 from .plan import Dependency, JobGraph, PlanTask, Planner, RetryPolicy, Step, iterations_to_reuse, retry_delay
 from .refs import MISSING, ReferenceResolutionError, RefContext, TaskRefState, resolve_all, value_of
 from .spec import JobSettings, Task
@@ -105,9 +105,10 @@ def retry_policy(task: Task) -> RetryPolicy:
 
 
 class RunDriver:
-    """Executes the pending task runs of one run (the whole run, or the tasks a repair selected)."""
+    """Executes the pending task runs of one run (the whole run, or the tasks a repair selected).
+    Once built, it must be `run()` (which ends what `__init__` started)."""
 
-    @gc_paused
+    @gc_paused(keep=True)  # its rows, models and plan live as long as the run
     def __init__(self, store: Store, run_id: int, settings: JobSettings, *, concurrency: int | None = None,
                  on_event: EventHandler | None = None, done: dict[str, tuple[ResultState, str | None]] | None = None,
                  repair_id: int | None = None, child_runs: ChildRuns | None = None,
@@ -142,6 +143,7 @@ class RunDriver:
         self._started_ms = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poke: asyncio.Event | None = None
+        run_started()
 
     # -- events -------------------------------------------------------------------------------
     def _emit(self, kind: str, **kw) -> None:
@@ -173,6 +175,13 @@ class RunDriver:
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> dict:
+        """Execute the run (or repair) to its end; its runs row."""
+        try:
+            return await self._run()
+        finally:
+            run_ended()
+
+    async def _run(self) -> dict:
         self._loop = asyncio.get_running_loop()
         self._poke = asyncio.Event()
         row = self.store.get_run(self.run_id)

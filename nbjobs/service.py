@@ -153,7 +153,7 @@ class Workspace:
         except TokenOfDeletedRun as exc:
             raise InvalidParameterValue(str(exc)) from None
 
-    @gc_paused
+    @gc_paused(keep=True)  # the run's validated settings live as long as the run
     def _start_run(self, job_id, job_parameters=None, *, trigger="ONE_TIME", trigger_time=None,
                    idempotency_token=None, only=None, queue=None, parent_task_run_id=None) -> tuple[int, bool]:
         """start_run; the bool says whether a new run was created (False: idempotency_token reuse)."""

@@ -1,0 +1,56 @@
+"""A run keeps the cyclic garbage collector off its bulk objects while it runs, and leaves the
+collector as it found it (nbjobs/_gc.py)."""
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+import nbjobs._gc as nbjobs_gc
+from conftest import task_states, wait_for
+
+
+def conditions_job(n: int = 30) -> dict:
+    return {"name": "conditions", "tasks": [
+        {"task_key": f"c{i}", "condition_task": {"op": "EQUAL_TO", "left": "1", "right": "1"},
+         **({"depends_on": [{"task_key": f"c{i - 1}"}]} if i else {})} for i in range(n)]}
+
+
+@pytest.fixture
+def clean_collector(monkeypatch):
+    monkeypatch.setattr(nbjobs_gc, "_may_freeze", True)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_a_run_freezes_its_objects_while_it_runs_and_leaves_the_collector_as_it_found_it(workspace,
+                                                                                         clean_collector):
+    frozen_during: list[int] = []
+
+    def on_event(event):
+        if event.kind == "task_end":
+            frozen_during.append(gc.get_freeze_count())
+
+    run = workspace.run_now(workspace.create_job(conditions_job()), on_event=on_event)
+    assert set(task_states(run).values()) == {"SUCCESS"}
+    assert min(frozen_during) > 0  # the run's settings, rows and plan: out of the collector's walks
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_background_run_unfreezes_when_it_ends(workspace, clean_collector):
+    run_id = workspace.run_now(workspace.create_job(conditions_job()), wait=False)["run_id"]
+    assert workspace.wait(run_id, timeout=60)["state"]["result_state"] == "SUCCESS"
+    wait_for(lambda: gc.get_freeze_count() == 0, what="the engine's run to unfreeze")
+    assert gc.isenabled()
+
+
+def test_an_application_that_freezes_objects_itself_keeps_them_frozen(workspace, clean_collector):
+    gc.freeze()  # e.g. a pre-fork server
+    mine = gc.get_freeze_count()
+    assert mine > 0
+    run = workspace.run_now(workspace.create_job(conditions_job()))
+    assert run["state"]["result_state"] == "SUCCESS"
+    assert gc.get_freeze_count() >= mine  # nbjobs did not unfreeze what it did not freeze
+    assert gc.isenabled()
