@@ -308,7 +308,7 @@ class Workspace:
     @gc_paused
     def get_run(self, run_id: int, *, include_history: bool = True) -> dict:
         """runs/get. A task run id gives that task run (a for-each task run lists its iterations)."""
-        row = self.store.get_run(int(run_id))
+        row = self.store.get_run(int(run_id), settings=False)  # runs/get does not echo the settings
         if row is None:
             task_row = self.store.get_task_run(int(run_id))
             if task_row is None:
@@ -327,10 +327,11 @@ class Workspace:
             out["attempt_number"] = task_row.get("attempt_number") or 0
             out["original_attempt_run_id"] = task_row.get("original_attempt_run_id") or task_row["task_run_id"]
             return out
-        order = {t.get("task_key"): i for i, t in enumerate(row["settings"].get("tasks") or [])}
         every = self.store.task_runs(row["run_id"], latest_only=False)  # one read: latest rows and history
-        task_rows = sorted((t for t in every if t["is_latest"]),
-                           key=lambda t: (order.get(t["task_key"], len(order)), t["task_run_id"]))
+        first: dict[str, int] = {}  # a task's first task run: made in the order of the run's settings
+        for t in every:
+            first.setdefault(t["task_key"], t["task_run_id"])
+        task_rows = sorted((t for t in every if t["is_latest"]), key=lambda t: first[t["task_key"]])
         loops = {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
                  for t in task_rows if "for_each_task" in t["task"]}
         repairs = self.store.repairs(row["run_id"]) if include_history else None
