@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--scale", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each measure (medians are compared)")
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each measure (medians are compared)")
     parser.add_argument("--profile", action="store_true", help="pyinstrument profile of one large run")
     args = parser.parse_args(argv)
     quiet()
