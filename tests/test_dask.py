@@ -204,3 +204,30 @@ def test_a_clear_message_when_distributed_is_missing(tmp_path):
     assert state == "FAILED"
     assert error == ("task 't': Compute 'dask job_cluster:c' needs the optional package 'distributed' "
                      "(No module named 'distributed'). Install it with: pip install 'nbjobs[dask]'")
+
+
+def test_a_repair_starts_only_the_job_clusters_of_the_tasks_it_reruns(workspace, tmp_path):
+    """The cluster task succeeded; repairing the failed local task starts no Dask workers."""
+    write_notebook(tmp_path / "quick.ipynb", "print('quick')")
+    write_notebook(tmp_path / "flaky.ipynb", ("fail = 'yes'", ["parameters"]),
+                   "import time\ntime.sleep(3)\nassert fail != 'yes', 'failing on purpose'")
+    job_id = workspace.create_job({
+        "name": "repair-local-only",
+        "parameters": [{"name": "fail", "default": "yes"}],
+        "job_clusters": [{"job_cluster_key": "etl", "new_cluster": {"num_workers": 1}}],
+        "tasks": [
+            {"task_key": "on_cluster", "job_cluster_key": "etl", "notebook_task": {"notebook_path": "quick.ipynb"}},
+            {"task_key": "local", "notebook_task": {"notebook_path": "flaky.ipynb"}}]}, base_dir=tmp_path)
+    run = workspace.run_now(job_id)
+    assert task_states(run) == {"on_cluster": "SUCCESS", "local": "FAILED"}
+    before = spawned_workers()
+    during: list[set[int]] = []
+
+    def on_event(event) -> None:
+        if event.kind == "task_end" and event.task_key == "local":
+            during.append(spawned_workers() - before)  # 3 s in: a pre-started cluster would be up
+
+    repaired = workspace.repair_run(run["run_id"], rerun_all_failed_tasks=True, job_parameters={"fail": "no"},
+                                    on_event=on_event)
+    assert task_states(repaired) == {"on_cluster": "SUCCESS", "local": "SUCCESS"}
+    assert during == [set()]
