@@ -100,9 +100,8 @@ class RunCompute:
         local_notebooks: set[str] = set()
         cluster_keys = set(self._users)  # only the clusters of tasks this run will run
         for task in _tasks(self.settings.tasks):
-            if task.job_cluster_key:
-                continue
-            elif task.notebook_task is not None and not (task.existing_cluster_id or task.new_cluster):
+            if task.notebook_task is not None and not (task.job_cluster_key or task.existing_cluster_id
+                                                       or task.new_cluster):
                 if not task.environment_key and not getattr(task.notebook_task, "kernel_name", None):
                     local_notebooks.add(task.notebook_task.notebook_path)
         if local_notebooks:

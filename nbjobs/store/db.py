@@ -57,12 +57,18 @@ def _first(result) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """One executemany INSERT of rows that have the same keys (known columns of `table`)."""
-    columns = list(rows[0])
+def _columns(table: Any, columns: Iterable[str]) -> list[str]:
+    """`columns`, checked to be `table`'s (they are written into SQL text)."""
+    columns = list(columns)
     unknown = set(columns) - set(table.c.keys())
     if unknown:
         raise ValueError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+    return columns
+
+
+def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany INSERT of rows that have the same keys (known columns of `table`)."""
+    columns = _columns(table, rows[0])
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                          [tuple(row[c] for c in columns) for row in rows])
 
@@ -301,7 +307,7 @@ class Store:
                                  **_encode(values)))
             if rows:
                 keys = set().union(*(r.keys() for r in rows))
-                conn.execute(insert(t.task_runs), [{k: r.get(k, _DEFAULTS.get(k)) for k in keys} for r in rows])
+                _insert_many(conn, t.task_runs, [{k: r.get(k, _DEFAULTS.get(k)) for k in keys} for r in rows])
         return ids
 
     def move_task_runs(self, task_run_ids: Iterable[int], parent_task_run_id: int) -> None:
@@ -408,10 +414,7 @@ class Store:
         with self._write() as conn:
             for columns, params in groups.items():
                 if columns:
-                    unknown = set(columns) - set(t.task_runs.c.keys())
-                    if unknown:
-                        raise ValueError(f"task_runs has no column {', '.join(sorted(unknown))}")
-                    assignments = ", ".join(f"{c} = ?" for c in columns)
+                    assignments = ", ".join(f"{c} = ?" for c in _columns(t.task_runs, columns))
                     conn.exec_driver_sql(f"UPDATE task_runs SET {assignments} WHERE task_run_id = ?", params)
             if rows:
                 conn.execute(text(
