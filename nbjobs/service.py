@@ -433,7 +433,7 @@ class Workspace:
                 "Give exactly one of rerun_tasks (the task keys to rerun) and rerun_all_failed_tasks=true "
                 "(--rerun-tasks a,b or --rerun-all-failed-tasks).")
         job = self.store.get_job(run["job_id"]) if run["job_id"] is not None else None
-        current = JobSettings.model_validate(job["settings"] if job else run["settings"])
+        current = job["settings"] if job else run["settings"]  # stored as a validated model's to_dict()
         settings = _subset(current, set(run["only"]) if run.get("only") is not None else None)
         model = JobSettings.model_validate(settings)
         graph = JobGraph(plan_task(t) for t in model.tasks)
@@ -861,9 +861,10 @@ def _queue_enabled(queue: Mapping[str, Any] | bool | None, settings: JobSettings
     return True if settings.queue is None else bool(settings.queue.enabled)
 
 
-def _subset(settings: JobSettings | Mapping[str, Any], selected: set[str] | None) -> dict:
-    """The settings (as JSON) restricted to the `selected` tasks; dependencies on others are dropped."""
-    data = settings.to_dict() if isinstance(settings, JobSettings) else dict(settings)
+def _subset(settings: Mapping[str, Any], selected: set[str] | None) -> dict:
+    """Settings JSON (as stored: a validated model's `to_dict()`) restricted to the `selected` tasks;
+    dependencies on others are dropped."""
+    data = dict(settings)
     if selected is None:
         return data
     tasks = []
