@@ -18,37 +18,13 @@ from typing import Any, Awaitable, Callable, Protocol
 from ._gc import gc_paused, paused, run_ended, run_started
 from .plan import Dependency, JobGraph, PlanTask, Planner, RetryPolicy, Step, iterations_to_reuse, retry_delay
 from .refs import MISSING, ReferenceResolutionError, RefContext, TaskRefState, resolve_all, value_of
+from .events import EventBus, EventHandler, RunEvent  # noqa: F401 (RunEvent, EventHandler re-exported)
 from .spec import JobSettings, Task
 from .states import LifeCycleState, ResultState, RunIf, life_cycle_for
 from .store import Store, now_ms, utc_from_ms
 
 POLL_SECONDS = 0.25  # how often a driver looks for cancel requests, queue slots and the job timeout
 INSTANT_STRETCH = 1000  # ready tasks handled per garbage-collector pause (conditions run inline)
-
-
-@dataclass
-class RunEvent:
-    """What the runner reports to observers.
-
-    kinds: ``run_queued`` (the run waits for a slot), ``run_start``, ``task_start`` (once per
-    attempt; ``attempt_number`` counts from 0), ``task_retry`` (an attempt failed and the task is
-    WAITING_FOR_RETRY; ``result_state`` is the failed attempt's, ``task_run_id`` the next attempt's),
-    ``task_progress`` (a for-each task's iterations changed; ``stats`` is its
-    ``for_each_task.stats``), ``task_end`` (the task's final result), ``run_end``.
-    """
-    kind: str
-    run_id: int
-    task_key: str | None = None
-    task_run_id: int | None = None
-    life_cycle_state: str | None = None
-    result_state: str | None = None
-    message: str = ""
-    row: dict = field(default_factory=dict)
-    attempt_number: int = 0
-    stats: dict | None = None
-
-
-EventHandler = Callable[[RunEvent], None]
 
 
 class ChildRuns(Protocol):
@@ -110,7 +86,7 @@ class RunDriver:
 
     @gc_paused(keep=True)  # its rows, models and plan live as long as the run
     def __init__(self, store: Store, run_id: int, settings: JobSettings, *, concurrency: int | None = None,
-                 on_event: EventHandler | None = None, done: dict[str, tuple[ResultState, str | None]] | None = None,
+                 events: EventBus | None = None, done: dict[str, tuple[ResultState, str | None]] | None = None,
                  repair_id: int | None = None, child_runs: ChildRuns | None = None,
                  poll_seconds: float = POLL_SECONDS):
         from .store.batched import BatchedRunStore
@@ -120,7 +96,7 @@ class RunDriver:
         self.tasks: dict[str, Task] = {t.task_key: t for t in settings.tasks}
         self.graph = JobGraph(plan_task(t) for t in settings.tasks)
         self.concurrency = max(1, concurrency or os.cpu_count() or 1)
-        self.on_event = on_event
+        self.events = events
         self.done = done or {}
         self.repair_id = repair_id
         self.child_runs = child_runs
@@ -147,11 +123,10 @@ class RunDriver:
 
     # -- events -------------------------------------------------------------------------------
     def _emit(self, kind: str, **kw) -> None:
-        if self.on_event is not None:
-            try:
-                self.on_event(RunEvent(kind=kind, run_id=self.run_id, **kw))
-            except Exception:  # an observer must never break a run
-                traceback.print_exc()
+        """Publish an event (delivered off this loop by the bus; built only when someone listens)."""
+        events = self.events
+        if events is not None and events.wants(self.run_id):
+            events.publish(RunEvent(kind=kind, run_id=self.run_id, **kw))
 
     def poke(self) -> None:
         """Look for cancel requests now (thread-safe; the store flag is what counts)."""

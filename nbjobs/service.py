@@ -17,27 +17,12 @@ from ._proc import pid_alive
 from . import api_json
 from .refs import ReferenceResolutionError, RefContext, resolve
 from .engine import RunEngine
+from .events import bus_for
+from .errors import InvalidParameterValue, InvalidState, NbjobsError, ResourceDoesNotExist  # noqa: F401
 from .runner import EventHandler, RunDriver
 from .spec import JobSettings, parse_job_settings
 from .states import ResultState
 from .store import ACTIVE_STATES, Store, TokenOfDeletedRun, utc_from_ms
-
-
-class NbjobsError(Exception):
-    """An error a client shows as is; `error_code` follows the Jobs API."""
-    error_code = "INVALID_PARAMETER_VALUE"
-
-
-class ResourceDoesNotExist(NbjobsError):
-    error_code = "RESOURCE_DOES_NOT_EXIST"
-
-
-class InvalidParameterValue(NbjobsError):
-    error_code = "INVALID_PARAMETER_VALUE"
-
-
-class InvalidState(NbjobsError):
-    error_code = "INVALID_STATE"
 
 
 _DRIVERS: dict[Path, dict[int, Any]] = {}
@@ -63,6 +48,7 @@ class Workspace:
         self.home = self.store.home
         self.concurrency = concurrency
         self.user = _user()
+        self.events = bus_for(self.home)  # every run of this folder executed in this process publishes here
         self._engine: RunEngine | None = None
         self._validated: dict[int, JobSettings] = {}  # run_id -> settings validated by _start_run
         # runs executing in this process (any Workspace of this folder): run_id -> RunDriver (None: starting)
@@ -219,18 +205,21 @@ class Workspace:
         """Run a PENDING (or QUEUED) run, or a repair of it, to its end on the current event loop;
         returns its runs/get JSON."""
         driver = None
+        subscription = self.events.subscribe(on_event, run_id=run_id) if on_event is not None else None
         try:
             settings = self._validated.pop(run_id, None) if repair_id is None else None
             if settings is None:
                 settings = JobSettings.model_validate(self._run_row(run_id)["settings"])
             driver = RunDriver(self.store, run_id, settings, concurrency=concurrency or self.concurrency,
-                               on_event=on_event, done=dict(done) if done else None, repair_id=repair_id,
+                               events=self.events, done=dict(done) if done else None, repair_id=repair_id,
                                child_runs=_ChildRuns(self, concurrency))
             self._drivers[run_id] = driver
             await driver.run()
         finally:
             if self._drivers.get(run_id) in (None, driver):
                 self._drivers.pop(run_id, None)
+            if subscription is not None:  # the caller's handler has seen every event when this returns
+                await asyncio.to_thread(subscription.close)
         del driver, settings  # its rows and task models are freed before runs/get builds its answer
         return self.get_run(run_id)
 

@@ -7,7 +7,7 @@ import gc
 import pytest
 
 import nbjobs._gc as nbjobs_gc
-from conftest import task_states, wait_for
+from conftest import task_states, wait_for, write_script
 
 
 def conditions_job(n: int = 30) -> dict:
@@ -25,18 +25,21 @@ def clean_collector(monkeypatch):
     gc.enable()
 
 
-def test_a_run_freezes_its_objects_while_it_runs_and_leaves_the_collector_as_it_found_it(workspace,
+def test_a_run_freezes_its_objects_while_it_runs_and_leaves_the_collector_as_it_found_it(workspace, tmp_path,
                                                                                          clean_collector):
-    frozen_during: list[int] = []
-
-    def on_event(event):
-        if event.kind == "task_end":
-            frozen_during.append(gc.get_freeze_count())
-
-    run = workspace.run_now(workspace.create_job(conditions_job()), on_event=on_event)
+    # events reach subscribers off the run loop, so look at the collector while a slow task runs
+    write_script(tmp_path / "slow.py", "import time\ntime.sleep(1.5)\n")
+    settings = conditions_job()
+    settings["tasks"].append({"task_key": "slow", "depends_on": [{"task_key": "c29"}],
+                              "spark_python_task": {"python_file": str(tmp_path / "slow.py")}})
+    run_id = workspace.run_now(workspace.create_job(settings), wait=False)["run_id"]
+    wait_for(lambda: workspace.get_run(run_id)["tasks"][-1]["state"]["life_cycle_state"] == "RUNNING",
+             what="the slow task to start")
+    assert gc.get_freeze_count() > 0  # the run's settings, rows and plan: out of the collector's walks
+    run = workspace.wait(run_id, timeout=60)
     assert set(task_states(run).values()) == {"SUCCESS"}
-    assert min(frozen_during) > 0  # the run's settings, rows and plan: out of the collector's walks
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+    wait_for(lambda: gc.get_freeze_count() == 0, what="the run to unfreeze")
+    assert gc.isenabled()
 
 
 def test_a_background_run_unfreezes_when_it_ends(workspace, clean_collector):

@@ -287,7 +287,7 @@ def test_prepare_injects_context_cell_first_and_parameters_after_the_parameters_
 
 
 def test_script_error_summary():
-    from nbjobs.tasks.python_script import _summary
+    from nbjobs.compute.subprocess import _summary
     lines = ["starting", "Traceback (most recent call last):", '  File "x.py", line 3, in <module>',
              "    parse('a')", "ValueError: invalid literal for int() with base 10: 'a'"]
     assert _summary("x.py", 1, lines) == "x.py exited with code 1: ValueError: invalid literal for int() with base 10: 'a'"

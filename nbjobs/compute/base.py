@@ -16,9 +16,27 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..kernel.context import TaskContext
-from ..tasks import TaskOutput
+
+
+@dataclass
+class TaskOutput:
+    """What an executor reports: error (None on success), exit value, task values, files, and where
+    it ran (`compute`, e.g. "local" or "dask job_cluster etl (tcp://127.0.0.1:35121) worker ...")."""
+
+    error: str | None = None
+    error_trace: str | None = None
+    exit_value: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    output_path: Path | None = None
+    logs_path: Path | None = None
+    compute: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class ComputeError(RuntimeError):
@@ -76,6 +94,14 @@ class ComputeBackend(abc.ABC):
 
     async def start(self) -> None:  # noqa: B027 - optional
         """Start or connect (idempotent)."""
+
+    async def run(self, unit: NotebookRequest | ScriptRequest) -> TaskOutput:
+        """Run one unit of work, whatever its kind; cancelling kills it."""
+        if isinstance(unit, NotebookRequest):
+            return await self.run_notebook(unit)
+        if isinstance(unit, ScriptRequest):
+            return await self.run_script(unit)
+        raise ComputeError(f"{type(self).__name__} cannot run {type(unit).__name__}")
 
     @abc.abstractmethod
     async def run_notebook(self, request: NotebookRequest) -> TaskOutput:

@@ -20,8 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..tasks import TaskOutput
-from .base import ComputeBackend, ComputeError, NotebookRequest, ScriptRequest
+from .base import ComputeBackend, ComputeError, NotebookRequest, ScriptRequest, TaskOutput
 
 INSTALL_HINT = "pip install 'nbjobs[dask]'"
 KILL_TIMEOUT = 10.0

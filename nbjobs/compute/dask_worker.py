@@ -129,7 +129,7 @@ def run_notebook_remote(payload: dict) -> dict:
 
 def run_script_remote(payload: dict) -> dict:
     """A Python-script task on this worker (the script runs in place when the worker sees the file)."""
-    from ..tasks.python_script import run_script_subprocess
+    from .subprocess import run_script_subprocess
 
     def work(tmp: Path, run_dir: Path, handle: ExecutionHandle, manager: Any) -> Coroutine:
         script = Path(payload["python_file"])

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from ..kernel.context import CONTEXT_FILE, EXIT_FILE, NOTEBOOK_FILE, VALUES_FILE, read_exit_value, read_values
-from ..tasks import TaskOutput
-from .base import ComputeBackend, KernelChoice, NotebookRequest, ScriptRequest
+from .base import ComputeBackend, KernelChoice, NotebookRequest, ScriptRequest, TaskOutput
 from .kernels import ExecutionHandle, KernelKey, PoolManager, pool_manager
 
 CANCEL_GRACE = 30.0  # seconds to wait, after a cancel, for the killed execution to write its notebook
@@ -110,7 +109,7 @@ class LocalBackend(ComputeBackend):
         return output
 
     async def run_script(self, request: ScriptRequest) -> TaskOutput:
-        from ..tasks.python_script import run_script_subprocess
+        from .subprocess import run_script_subprocess
 
         output = await run_script_subprocess(request.python_file, request.args, request.context, request.workdir,
                                              python=request.kernel.python, env=request.kernel.env)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..errors import JobDefinitionError, Problem
 from ..states import ConditionOp, RunIf
 from .models import SUPPORTED_TASK_TYPES, TASK_TYPES, JobSettings, Task, as_text
 
@@ -26,42 +27,6 @@ _REMOTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # dbfs:/, s3://, ... (not 
 _RUNNABLE = "notebook_task, spark_python_task, condition_task, for_each_task or run_job_task"
 _REF_FIX = ("correct the reference: job.parameters.<name> needs a declared job parameter, "
             "tasks.<task_key> a task this one depends on (directly or not)")
-
-
-def _sentence(text: str) -> str:
-    text = text.rstrip()
-    return text if text.endswith((".", "?", "!")) else text + "."
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem in a job definition: where (field path), what, and how to fix it."""
-    path: str
-    message: str
-    fix: str = ""
-
-    def __str__(self) -> str:
-        out = _sentence(f"{self.path}: {self.message}" if self.path else self.message)
-        return f"{out} Fix: {_sentence(self.fix)}" if self.fix else out
-
-
-class JobDefinitionError(ValueError):
-    """A job definition with problems; ``problems`` lists them all."""
-
-    def __init__(self, problems: Iterable[Problem], source: str | os.PathLike | None = None):
-        self.problems: list[Problem] = list(problems)
-        self.source = str(source) if source is not None else None
-        super().__init__(str(self))
-
-    def __reduce__(self):  # keep the problems when pickled (across processes)
-        return (type(self), (self.problems, self.source))
-
-    def __str__(self) -> str:
-        n = len(self.problems)
-        head = f"{self.source}: " if self.source else ""
-        lines = [f"{head}invalid job definition, {n} problem{'s' if n != 1 else ''}:"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
 
 
 # -- source files ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..refs import RefContext, is_reference_only, render_value, resolve, value_of
 from ..states import ConditionOp
+from .registry import TaskKind
 
 _NUMERIC = {
     ConditionOp.GREATER_THAN: lambda a, b: a > b,
@@ -50,3 +51,12 @@ def evaluate(op: str, left: str, right: str) -> bool:
                 "Use EQUAL_TO/NOT_EQUAL for text, or make the operand numeric")
         numbers.append(number)
     return _NUMERIC[op](*numbers)
+
+
+class ConditionKind(TaskKind):
+    field = "condition_task"
+    name = "condition"
+    label = "Condition (if/else)"
+    retryable = False
+    needs_compute = False
+    instant = True

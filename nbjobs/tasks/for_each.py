@@ -10,6 +10,7 @@ import ast
 import json
 from collections import Counter
 from typing import Any, Iterable, Mapping
+from .registry import TaskKind
 
 MAX_ITERATIONS = 5000
 MAX_CONCURRENCY = 100
@@ -118,3 +119,11 @@ def summary(rows: list[Mapping[str, Any]]) -> str | None:
     label = iteration_label(first.get("iteration_index") or 0, first.get("input"))
     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
     return f"{len(bad)} of {len(rows)} iterations did not succeed; {label}: {detail}{more}"
+
+
+class ForEachKind(TaskKind):
+    field = "for_each_task"
+    name = "for_each"
+    label = "For each"
+    retryable = False
+    needs_compute = False

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..kernel.context import TaskContext
 from . import TaskOutput
+from .registry import PathField, TaskKind
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..compute.base import ComputeBackend, KernelChoice
@@ -36,4 +37,11 @@ async def run_notebook_task(notebook_path: Path, parameters: dict[str, str], con
     request = NotebookRequest(notebook_path=notebook_path, parameters=parameters,
                               context=with_parameters(context, notebook_path, parameters), workdir=Path(workdir),
                               kernel=choice, environment=environment)
-    return await (backend or local_backend()).run_notebook(request)
+    return await (backend or local_backend()).run(request)
+
+
+class NotebookKind(TaskKind):
+    field = "notebook_task"
+    name = "notebook"
+    label = "Notebook"
+    path_fields = (PathField(("notebook_path",), "notebook"),)
