@@ -87,7 +87,7 @@ _JSON_FIELDS = {v: k for k, v in _JSON_COLUMNS.items()}  # short name -> column
 
 
 class TokenOfDeletedRun(Exception):
-    """An idempotency token whose run was deleted: a new run with it is refused (reference §7.1)."""
+    """An idempotency token whose run was deleted: a new run with it is refused (databricks-sdk `JobsAPI.run_now`: idempotency_token)."""
 
     def __init__(self, token: str, run_id: int):
         super().__init__(f"idempotency_token {token!r} belongs to run {run_id}, which was deleted; "
