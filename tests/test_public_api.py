@@ -61,3 +61,11 @@ def test_gc_pause_nests_and_restores_the_collector():
     except ValueError:
         pass
     assert gc.isenabled()  # restored after an exception too
+
+
+def test_importing_the_http_client_loads_neither_the_store_nor_the_runner():
+    code = ("import sys, nbjobs.client; "
+            "heavy = [m for m in ('sqlalchemy', 'nbjobs.runner', 'nbjobs.store', 'nbjobs.service') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
