@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from .._gc import gc_paused
 from ..engine import RunEngine
-from ..errors import InvalidParameterValue, ResourceDoesNotExist
+from ..errors import InvalidParameterValue
 from ..events import EventBus, EventHandler
 from ..follow import RunFollower, poll_run
 from ..refs import ReferenceResolutionError, RefContext, resolve
