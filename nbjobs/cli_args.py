@@ -1,4 +1,4 @@
-"""Arguments shared by the `nbjobs` command and the `%job` magics, parsed once.
+"""Arguments shared by the `nbjobs` command and the `%job` magics (tags also by the server), parsed once.
 
 `NAME=VALUE` parameters, `KEY[=VALUE]` tags, task-key lists, the repair flags and `--json`.
 Stdlib only.

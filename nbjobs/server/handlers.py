@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tornado.ioloop import IOLoop
 
+from ..cli_args import parse_tags
 from ..errors import JobDefinitionError, NbjobsError, ResourceDoesNotExist
 from ..service import Workspace, confine_paths
 
@@ -309,11 +310,8 @@ class JobsApiMixin:
         if offset < 0:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"offset: must be 0 or more, got {offset}")
         before = decode_page_token(r.str("page_token"), 1)
-        tags: dict[str, str | None] = {}
-        for item in r.query.get("tag", []):  # nbjobs extension: tag=KEY or tag=KEY=VALUE, repeatable
-            key, sep, value = item.partition("=")
-            tags[key] = value if sep else None
-        jobs = self.ws.list_jobs(name=r.str("name"), tags=tags or None, expand_tasks=r.bool("expand_tasks"))
+        tags = parse_tags(r.query.get("tag"))  # nbjobs extension: tag=KEY or tag=KEY=VALUE, repeatable
+        jobs = self.ws.list_jobs(name=r.str("name"), tags=tags, expand_tasks=r.bool("expand_tasks"))
         if before is not None:
             jobs = [j for j in jobs if j["job_id"] < before[0]]
         jobs = jobs[offset:]
