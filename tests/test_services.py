@@ -4,11 +4,11 @@ or raising service, the once-per-workspace lease (two real processes, kill -9 of
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from types import SimpleNamespace
 
@@ -246,8 +246,9 @@ def test_two_processes_run_a_once_per_workspace_service_once_and_take_over_after
                PYTHONPATH=os.pathsep.join([str(tmp_path / "mods"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "nbjobs", "--home", str(home), "services", "run", "--only", "toysvc:PidService",
                "--lease-ttl", "1.5"]
-    procs = [subprocess.Popen(command, env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL,
-                              stderr=open(tmp_path / f"host{i}.log", "w")) for i in range(2)]
+    logs = [open(tmp_path / f"host{i}.log", "w") for i in range(2)]
+    procs = [subprocess.Popen(command, env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=log)
+             for log in logs]
     try:
         wait_for(lambda: (home / "nbjobs.db").exists(), 30, "the workspace")
         store = Store(home)
@@ -279,6 +280,8 @@ def test_two_processes_run_a_once_per_workspace_service_once_and_take_over_after
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+        for log in logs:
+            log.close()
 
 
 def _orphan_run(home) -> int:
@@ -374,7 +377,6 @@ def test_cli_services_list_status_and_run_errors(tmp_path, capsys):
         out = capsys.readouterr().out
         assert host.holder in out and "recovery" in out and "lease held" in out and "expires in" in out
         assert main(["--home", str(home), "services", "status", "--json"]) == 0
-        import json
         status = json.loads(capsys.readouterr().out)
         assert status["leases"][0]["holder"] == host.holder
         assert status["hosts"][0]["health"]["services"]["recovery"]["state"] == "running"

@@ -57,6 +57,13 @@ def report(store: Any, host: ServiceHost | None = None) -> dict[str, Any]:
             "hosts": store.service_hosts(), "leases": store.leases()}
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class _Attempt:
     """One run of `service.start(context)` on a new thread and event loop."""
 
@@ -121,6 +128,13 @@ class ServiceHost:
                  stop_timeout: float = 10.0, tick: float = 0.2):
         from ..store import Store
 
+        made = registry.create_all() if services is None else [
+            registry.create(s) if isinstance(s, str) else s for s in services]
+        self.services: dict[str, Service] = {}
+        for service in made:
+            if service.name in self.services:
+                raise ValueError(f"two services named {service.name!r}")
+            self.services[service.name] = service
         self._workspace = workspace
         if workspace is not None:
             self.home, self.store, self._own_store = workspace.home, workspace.store, False
@@ -132,13 +146,6 @@ class ServiceHost:
         self.backoff, self.stable_after, self.stop_timeout, self.tick = backoff, stable_after, stop_timeout, tick
         self.pid, self.hostname = os.getpid(), socket.gethostname()
         self.holder = f"{self.hostname}:{self.pid}:{secrets.token_hex(4)}"
-        made = registry.create_all() if services is None else [
-            registry.create(s) if isinstance(s, str) else s for s in services]
-        self.services: dict[str, Service] = {}
-        for service in made:
-            if service.name in self.services:
-                raise ValueError(f"two services named {service.name!r}")
-            self.services[service.name] = service
         self._held: dict[str, int] = {}  # lease name -> when it expires unless renewed (ms, as this host knows)
         self._next_start: dict[str, float] = {}
         self._opened: Workspace | None = None
@@ -171,10 +178,14 @@ class ServiceHost:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop every service, release the leases, remove this host's heartbeat row."""
+        if self._loop is None and not self._finished.is_set():  # never started: only close what it opened
+            self._finished.set()
+            self._shutdown()
+            return
         self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout if timeout is not None else self.stop_timeout + 10)
-        elif self._loop is not None:
+        elif self._loop is not None and not _on_loop(self._loop):  # on its own loop: await the run() task
             self._finished.wait(timeout if timeout is not None else self.stop_timeout + 10)
 
     def request_stop(self) -> None:
