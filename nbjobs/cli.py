@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the token clients must send (default: $NBJOBS_TOKEN, else one generated on first start "
                         "and saved in the workspace folder)")
     s.add_argument("--root", help="folder that API-submitted job paths are relative to (default: current folder)")
+    from .services import cli as services_cli
+    services_cli.add_parser(sub)  # services run | list | status
     return p
 
 
@@ -150,6 +152,9 @@ def _dispatch(args, err: Console) -> int:
         from .server.app import serve
         return serve(home=args.home, host=args.bind_host, port=args.port, token=args.serve_token, root=args.root,
                      echo=lambda line: err.print(line, markup=False, soft_wrap=True, highlight=False))
+    if args.command == "services":
+        from .services import cli as services_cli
+        return services_cli.dispatch(args)
     if args.command == "batch":
         from .cli_control import dispatch
         return dispatch(args, _client(args), out, err, ProgressPrinter(err))

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .._proc import pid_alive
 from . import schema as t
+from .leases import LeaseStore
 
 _JSON_COLUMNS = {
     "settings_json": "settings", "tags_json": "tags", "job_parameters_json": "job_parameters",
@@ -95,8 +96,8 @@ class TokenOfDeletedRun(Exception):
         self.token, self.run_id = token, run_id
 
 
-class Store:
-    """Jobs, runs, task runs, task values and repairs of one workspace folder."""
+class Store(LeaseStore):
+    """Jobs, runs, task runs, task values and repairs of one workspace folder (and leases: `LeaseStore`)."""
 
     def __init__(self, home: str | os.PathLike):
         self.home = Path(home).resolve()
