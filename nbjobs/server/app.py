@@ -7,7 +7,6 @@ import json
 import ipaddress
 import logging
 import os
-import secrets
 import signal
 import socket
 import threading
@@ -21,8 +20,8 @@ from tornado.netutil import bind_sockets
 from ..service import Workspace
 from ..services.host import ServiceHost, report, selection_from_env
 from .handlers import API_ROUTE, WELL_KNOWN_ROUTE, JobsApiMixin, ServerState, WellKnownMixin, log_request
+from .token import load_or_create_token, read_token, token_path
 
-TOKEN_FILE = "server-token"
 TOKEN_ENV = "NBJOBS_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -101,34 +100,6 @@ def start_services(workspace: Workspace, services: Any = None, **options: Any) -
     if selection == []:
         return None
     return ServiceHost(selection, workspace=workspace, **options).start()
-
-
-# -- tokens -------------------------------------------------------------------------------------------
-
-def token_path(home: str | os.PathLike) -> Path:
-    return Path(home) / TOKEN_FILE
-
-
-def read_token(home: str | os.PathLike) -> str | None:
-    """The token `nbjobs serve` generated for this workspace, if any."""
-    try:
-        return token_path(home).read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
-
-
-def load_or_create_token(home: str | os.PathLike) -> tuple[str, bool]:
-    """The workspace's server token, generated (and saved, readable by its owner only) on first use."""
-    existing = read_token(home)
-    if existing:
-        return existing, False
-    token = "nbj-" + secrets.token_urlsafe(24)
-    path = token_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
-    return token, True
 
 
 # -- running --------------------------------------------------------------------------------------------
