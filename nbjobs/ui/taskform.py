@@ -1,111 +1,22 @@
-"""The job model the panel edits (a JobSettings dict as a user writes it) and the task form."""
+"""The form of one task: its key, kind (the registered task kinds), the kind's payload, dependencies,
+run-if, retries, timeout and compute. Edits go straight into the task dict."""
 from __future__ import annotations
 
-import copy
-import os
-import re
-from pathlib import Path
+import html
+import json
 from typing import Any, Callable, Iterable
 
 import ipywidgets as widgets
 
-from .graph import GraphTask
+from ..tasks.registry import kinds
+from .editor import (kind_menu, lines_text, new_task, pairs_text, parse_lines, parse_pairs, rename_task, task_field,
+                     task_kind)
 
-# kind -> task field, in the order the kind menu lists them.
-KINDS: dict[str, str] = {
-    "notebook": "notebook_task", "python": "spark_python_task", "condition": "condition_task",
-    "for_each": "for_each_task", "run_job": "run_job_task",
-}
-KIND_LABELS = {"notebook": "Notebook", "python": "Python script", "condition": "Condition (if/else)",
-               "for_each": "For each", "run_job": "Run job"}
 RUN_IFS = ["ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"]
 OPS = [("==", "EQUAL_TO"), ("!=", "NOT_EQUAL"), (">", "GREATER_THAN"), (">=", "GREATER_THAN_OR_EQUAL"),
        ("<", "LESS_THAN"), ("<=", "LESS_THAN_OR_EQUAL")]
 COMPUTE = [("local kernel pool (serverless)", ""), ("environment_key", "environment_key"),
            ("job_cluster_key", "job_cluster_key"), ("existing_cluster_id", "existing_cluster_id")]
-_TASK_INDEX = re.compile(r"^tasks\[(\d+)\]")
-
-
-def task_kind(task: dict) -> str:
-    """notebook / python / condition / for_each / run_job, or `other:<field>` for other task types."""
-    for kind, name in KINDS.items():
-        if task.get(name) is not None:
-            return kind
-    from ..spec.models import TASK_TYPES
-    for name in TASK_TYPES:
-        if task.get(name) is not None:
-            return f"other:{name}"
-    return "notebook"
-
-
-def graph_tasks(tasks: Iterable[dict]) -> list[GraphTask]:
-    out = []
-    for task in tasks:
-        if not isinstance(task, dict):
-            continue
-        deps = []
-        for dep in task.get("depends_on") or []:
-            if isinstance(dep, dict) and dep.get("task_key") is not None:
-                outcome = dep.get("outcome")
-                deps.append((str(dep["task_key"]), None if outcome in (None, "") else str(outcome).lower()))
-        kind = task_kind(task)
-        out.append(GraphTask(str(task.get("task_key") or "?"), "other" if kind.startswith("other") else kind,
-                             tuple(deps), bool(task.get("disabled"))))
-    return out
-
-
-def problem_task_index(path: str) -> int | None:
-    m = _TASK_INDEX.match(path or "")
-    return int(m.group(1)) if m else None
-
-
-# -- text forms of maps and lists ----------------------------------------------------------------
-def pairs_text(mapping: dict | None) -> str:
-    return "\n".join(f"{k}={'' if v is None else v}" for k, v in (mapping or {}).items())
-
-
-def parse_pairs(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        if not line.strip():
-            continue
-        name, _, value = line.partition("=")
-        out[name.strip()] = value.strip()
-    return out
-
-
-def params_text(params: list | None) -> str:
-    return "\n".join(f"{p.get('name', '')}={'' if p.get('default') is None else p.get('default')}"
-                     for p in params or [] if isinstance(p, dict))
-
-
-def parse_params(text: str) -> list[dict[str, str]]:
-    return [{"name": k, "default": v} for k, v in parse_pairs(text).items()]
-
-
-def lines_text(items: list | None) -> str:
-    return "\n".join("" if i is None else str(i) for i in items or [])
-
-
-def parse_lines(text: str) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
-def source_files(base_dir: Path, *, limit: int = 400) -> list[str]:
-    """Notebooks and scripts under `base_dir` (relative, hidden folders and checkpoints skipped)."""
-    out: list[str] = []
-    base_dir = Path(base_dir)
-    for root, dirs, files in os.walk(base_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")) and d not in ("node_modules",))
-        depth = len(Path(root).relative_to(base_dir).parts)
-        if depth >= 3:
-            dirs[:] = []
-        for name in sorted(files):
-            if name.endswith((".ipynb", ".py")) and not name.startswith("."):
-                out.append((Path(root) / name).relative_to(base_dir).as_posix())
-                if len(out) >= limit:
-                    return out
-    return out
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -113,6 +24,10 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text))
 
 
 class TaskForm(widgets.VBox):
@@ -140,7 +55,7 @@ class TaskForm(widgets.VBox):
             return w
 
         self.key = text("task key", "nbjobs-task-key", "e.g. ingest")
-        self.kind = W.Dropdown(description="kind", options=[(KIND_LABELS[k], k) for k in KINDS], layout=full,
+        self.kind = W.Dropdown(description="kind", options=kind_menu(), layout=full,
                                style=style)
         self.kind.add_class("nbjobs-task-kind")
         self.description = text("description", "nbjobs-task-description")
@@ -162,6 +77,10 @@ class TaskForm(widgets.VBox):
                                                                        ("Python script", "python")],
                                      layout=full, style=style)
         self.job_id = text("job id", "nbjobs-runjob-id")
+        self.payload = W.Textarea(placeholder="the task's payload as JSON", continuous_update=False,
+                                  layout=W.Layout(width="98%", height="90px"), style=style)
+        self.payload.add_class("nbjobs-task-payload")
+        self.payload_message = W.HTML("")
         self.deps_box = W.HBox([], layout=W.Layout(flex_flow="row wrap", margin="0 0 0 92px"))
         self.deps_box.add_class("nbjobs-deps")
         self.run_if = W.Dropdown(description="run if", options=RUN_IFS, layout=full, style=style)
@@ -196,6 +115,7 @@ class TaskForm(widgets.VBox):
         bind(self.concurrency, lambda v: self._set_payload("for_each_task", "concurrency", v), structural=False)
         bind(self.inner_kind, self._set_inner_kind, structural=False)
         bind(self.job_id, lambda v: self._set_payload("run_job_task", "job_id", v), structural=False)
+        bind(self.payload, self._set_json_payload, structural=False)
         bind(self.run_if, lambda v: self._set_field("run_if", None if v == "ALL_SUCCESS" else v), structural=False)
         bind(self.max_retries, lambda v: self._set_field("max_retries", v or None), structural=False)
         bind(self.retry_interval, lambda v: self._set_field("min_retry_interval_millis", v or None),
@@ -219,7 +139,7 @@ class TaskForm(widgets.VBox):
                                               '<b>+ Add task</b>.</i>')]
                 return
             kind = task_kind(task)
-            options = [(KIND_LABELS[k], k) for k in KINDS]
+            options = kind_menu()
             if kind.startswith("other:"):
                 options.append((kind.split(":", 1)[1] + " (not run by nbjobs)", kind))
             self.kind.options = options
@@ -300,10 +220,15 @@ class TaskForm(widgets.VBox):
             self.params.placeholder = "name=value, one per line"
             self.params.value = pairs_text(rj.get("job_parameters"))
             self.kind_box.children = [self.job_id, self.params]
-        else:
+        elif kind.startswith("other:"):
             self.kind_box.children = [widgets.HTML(
                 f'<span style="font-size:12px;color:#e65100">{kind.split(":", 1)[1]}: nbjobs keeps this task as '
                 f'written but cannot run it locally (disable it, or change its kind).</span>')]
+        else:  # a plug-in kind: its payload as JSON
+            self.payload.description = task_field(kind) or "payload"
+            self.payload.value = json.dumps(task.get(task_field(kind)) or {}, indent=1, ensure_ascii=False)
+            self.payload_message.value = ""
+            self.kind_box.children = [self.payload, self.payload_message]
         if self.kind_box.children and self.kind_box.children[0] is self.path_row:
             self.refresh_files()
         elif kind == "for_each":
@@ -400,28 +325,32 @@ class TaskForm(widgets.VBox):
         if kind == old_kind:
             return
         path = self.path.value
-        for field in list(KINDS.values()):
+        for field in [k.field for k in kinds()] + [task_field(old_kind)]:
             self.task.pop(field, None)
-        if old_kind.startswith("other:"):
-            self.task.pop(old_kind.split(":", 1)[1], None)
         key = self.task.get("task_key") or "task"
-        if kind == "notebook":
-            self.task["notebook_task"] = {"notebook_path": path}
-        elif kind == "python":
-            self.task["spark_python_task"] = {"python_file": path}
-        elif kind == "condition":
-            self.task["condition_task"] = {"op": "EQUAL_TO", "left": "", "right": ""}
-        elif kind == "for_each":
-            self.task["for_each_task"] = {"inputs": "[]", "concurrency": 1,
-                                          "task": {"task_key": f"{key}_iteration", "notebook_task":
-                                                   {"notebook_path": path}}}
-        elif kind == "run_job":
-            self.task["run_job_task"] = {"job_id": ""}
+        fields = {"notebook": {"notebook_path": path}, "python": {"python_file": path},
+                  "for_each": {"notebook_path": path}}.get(kind, {})
+        fresh = new_task([], kind, key, **fields)
+        field = task_field(kind)
+        self.task[field] = fresh[field]
         self._loading = True
         try:
             self._load_kind(self.task, kind)
         finally:
             self._loading = False
+
+    def _set_json_payload(self, text: str) -> None:
+        field = task_field(task_kind(self.task))
+        try:
+            value = json.loads(text or "{}")
+        except ValueError as exc:
+            self.payload_message.value = f'<span style="font-size:11px;color:#c62828">not JSON: {_esc(exc)}</span>'
+            return
+        if not isinstance(value, dict):
+            self.payload_message.value = '<span style="font-size:11px;color:#c62828">a JSON object {...}</span>'
+            return
+        self.payload_message.value = ""
+        self.task[field] = value
 
     def _inner(self) -> dict:
         each = self._payload("for_each_task")
@@ -501,64 +430,3 @@ class TaskForm(widgets.VBox):
                 else:
                     dep.pop("outcome", None)
         self._on_change(True)
-
-
-def rename_task(tasks: list[dict], old: str, new: str) -> None:
-    """After a task key changed: dependencies on it and `{{tasks.<old>....}}` references follow."""
-    pattern = re.compile(r"(\{\{\s*tasks\.)" + re.escape(old) + r"(?=[.\s}])")
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, str):
-            return pattern.sub(lambda m: m.group(1) + new, value)
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        if isinstance(value, dict):
-            return {k: fix(v) for k, v in value.items()}
-        return value
-
-    for task in tasks:
-        if not isinstance(task, dict):
-            continue
-        for dep in task.get("depends_on") or []:
-            if isinstance(dep, dict) and dep.get("task_key") == old:
-                dep["task_key"] = new
-        for name, value in list(task.items()):
-            if name not in ("task_key", "depends_on"):
-                task[name] = fix(value)
-
-
-def _esc(text: Any) -> str:
-    import html
-    return html.escape(str(text))
-
-
-def new_task(existing: Iterable[str], kind: str = "notebook", key: str | None = None, **fields: Any) -> dict:
-    """A task dict with a fresh key (`task_1`, `task_2`, ...) unless `key` is given."""
-    taken = set(existing)
-    if key is None:
-        n = 1
-        while f"task_{n}" in taken:
-            n += 1
-        key = f"task_{n}"
-    task: dict[str, Any] = {"task_key": key}
-    if kind == "notebook":
-        task["notebook_task"] = {"notebook_path": fields.pop("notebook_path", "")}
-        if "base_parameters" in fields:
-            task["notebook_task"]["base_parameters"] = dict(fields.pop("base_parameters"))
-    elif kind == "python":
-        task["spark_python_task"] = {"python_file": fields.pop("python_file", "")}
-        if "parameters" in fields:
-            task["spark_python_task"]["parameters"] = list(fields.pop("parameters"))
-    elif kind == "condition":
-        task["condition_task"] = {"op": fields.pop("op", "EQUAL_TO"), "left": fields.pop("left", ""),
-                                  "right": fields.pop("right", "")}
-    elif kind == "for_each":
-        task["for_each_task"] = {"inputs": fields.pop("inputs", "[]"), "concurrency": fields.pop("concurrency", 1),
-                                 "task": fields.pop("task", {"task_key": f"{key}_iteration", "notebook_task":
-                                                             {"notebook_path": fields.pop("notebook_path", "")}})}
-    elif kind == "run_job":
-        task["run_job_task"] = {"job_id": fields.pop("job_id", "")}
-    else:
-        raise ValueError(f"unknown task kind {kind!r}; use one of {', '.join(KINDS)}")
-    task.update(copy.deepcopy(fields))
-    return task
