@@ -42,6 +42,9 @@ def task_kind(task: dict) -> str:
     for name in TASK_TYPES:
         if task.get(name) is not None:
             return f"other:{name}"
+    for name, value in task.items():  # a task type of a kind not registered (here)
+        if isinstance(name, str) and name.endswith("_task") and isinstance(value, dict):
+            return f"other:{name}"
     return "notebook"
 
 
