@@ -337,6 +337,34 @@ def test_run_in_background_watch_details_and_repair(workspace, folder):
     assert panel.states == {"hello": "succeeded", "flaky": "succeeded"}
 
 
+def test_repair_failed_keeps_the_dependents_that_succeeded(workspace, folder):
+    """The panel's repair default is every client's (nbjobs.contract.REPAIR_RERUN_DEPENDENT_TASKS):
+    the failed tasks rerun, and after them only the dependents that did not succeed."""
+    from nbjobs.contract import REPAIR_RERUN_DEPENDENT_TASKS
+    assert REPAIR_RERUN_DEPENDENT_TASKS is False
+    job = two_task_job()
+    job["tasks"].append({"task_key": "after", "depends_on": [{"task_key": "flaky"}], "run_if": "ALL_DONE",
+                         "notebook_task": {"notebook_path": "hello.ipynb"}})
+    job["tasks"].append({"task_key": "next", "depends_on": [{"task_key": "flaky"}],
+                         "notebook_task": {"notebook_path": "hello.ipynb"}})
+    (folder / "FAIL").write_text("x")
+    panel = JobPanel(job, client=workspace, base_dir=folder)
+    assert panel.repair_dependents.value is REPAIR_RERUN_DEPENDENT_TASKS  # the Repair tasks… box's check box
+    run_id = panel.run()
+    first = panel.wait(timeout=120)
+    assert panel.states == {"hello": "succeeded", "flaky": "failed", "after": "succeeded", "next": "upstream_failed"}
+    (folder / "FAIL").unlink()
+    panel.repair_button.click()
+    _settle(panel)
+    run = panel.wait(timeout=120)
+    assert panel.states == {"hello": "succeeded", "flaky": "succeeded", "after": "succeeded", "next": "succeeded"}
+    ids = {t["task_key"]: t["run_id"] for t in first["tasks"]}
+    again = {t["task_key"]: t["run_id"] for t in run["tasks"]}
+    assert again["after"] == ids["after"] and again["hello"] == ids["hello"]  # not rerun
+    assert again["flaky"] != ids["flaky"] and again["next"] != ids["next"]
+    assert run["run_id"] == run_id and [r["type"] for r in run["repair_history"]] == ["ORIGINAL", "REPAIR"]
+
+
 def test_two_panels_run_at_once_and_the_caller_stays_free(workspace, folder):
     a = JobPanel({**two_task_job(), "name": "a"}, client=workspace, base_dir=folder)
     b = JobPanel({**two_task_job(), "name": "b"}, client=workspace, base_dir=folder)
