@@ -169,22 +169,22 @@ class TaskForm(widgets.VBox):
         finally:
             self._loading = False
 
-    def _load_kind(self, task: dict, kind: str) -> None:
-        if kind == "notebook":
-            nb = task.get("notebook_task") or {}
-            self.path.description = "notebook"
-            self.path.value = str(nb.get("notebook_path") or "")
-            self.params.description = "parameters"
-            self.params.placeholder = "name=value, one per line"
-            self.params.value = pairs_text(nb.get("base_parameters"))
-            self.kind_box.children = [self.path_row, self.params]
-        elif kind == "python":
+    def _load_file_task(self, task: dict, kind: str) -> None:
+        """The path and parameters of a notebook or Python script task (or a for-each's inner task)."""
+        if kind == "python":
             py = task.get("spark_python_task") or {}
-            self.path.description = "script"
-            self.path.value = str(py.get("python_file") or "")
-            self.params.description = "arguments"
-            self.params.placeholder = "one argument per line"
+            self.path.description, self.path.value = "script", str(py.get("python_file") or "")
+            self.params.description, self.params.placeholder = "arguments", "one argument per line"
             self.params.value = lines_text(py.get("parameters"))
+        else:
+            nb = task.get("notebook_task") or {}
+            self.path.description, self.path.value = "notebook", str(nb.get("notebook_path") or "")
+            self.params.description, self.params.placeholder = "parameters", "name=value, one per line"
+            self.params.value = pairs_text(nb.get("base_parameters"))
+
+    def _load_kind(self, task: dict, kind: str) -> None:
+        if kind in ("notebook", "python"):
+            self._load_file_task(task, kind)
             self.kind_box.children = [self.path_row, self.params]
         elif kind == "condition":
             cond = task.get("condition_task") or {}
@@ -199,18 +199,7 @@ class TaskForm(widgets.VBox):
             self.concurrency.value = _int_or_none(each.get("concurrency")) or 1
             inner_kind = "python" if inner.get("spark_python_task") is not None else "notebook"
             self.inner_kind.value = inner_kind
-            if inner_kind == "python":
-                py = inner.get("spark_python_task") or {}
-                self.path.description = "script"
-                self.path.value = str(py.get("python_file") or "")
-                self.params.description = "arguments"
-                self.params.value = lines_text(py.get("parameters"))
-            else:
-                nb = inner.get("notebook_task") or {}
-                self.path.description = "notebook"
-                self.path.value = str(nb.get("notebook_path") or "")
-                self.params.description = "parameters"
-                self.params.value = pairs_text(nb.get("base_parameters"))
+            self._load_file_task(inner, inner_kind)
             self.params.placeholder = "use {{input}} for the current item"
             self.kind_box.children = [self.inputs, self.concurrency, self.inner_kind, self.path_row, self.params]
         elif kind == "run_job":
