@@ -12,18 +12,19 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ConditionTask": "nbjobs.spec",
     "ForEachTask": "nbjobs.spec",
-    "InvalidParameterValue": "nbjobs.service",
-    "InvalidState": "nbjobs.service",
-    "JobDefinitionError": "nbjobs.spec",
+    "InvalidParameterValue": "nbjobs.errors",
+    "InvalidState": "nbjobs.errors",
+    "JobDefinitionError": "nbjobs.errors",
     "JobParameterDefinition": "nbjobs.spec",
     "JobSettings": "nbjobs.spec",
     "LifeCycleState": "nbjobs.states",
-    "NbjobsError": "nbjobs.service",
+    "JobsClient": "nbjobs.contract",
+    "NbjobsError": "nbjobs.errors",
     "NotebookTask": "nbjobs.spec",
-    "Problem": "nbjobs.spec",
-    "ResourceDoesNotExist": "nbjobs.service",
+    "Problem": "nbjobs.errors",
+    "ResourceDoesNotExist": "nbjobs.errors",
     "ResultState": "nbjobs.states",
-    "RunEvent": "nbjobs.runner",
+    "RunEvent": "nbjobs.events",
     "RunIf": "nbjobs.states",
     "RunJobTask": "nbjobs.spec",
     "SparkPythonTask": "nbjobs.spec",
@@ -60,11 +61,12 @@ def load_ipython_extension(ip: Any) -> None:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import connect
+    from .contract import JobsClient
+    from .errors import (InvalidParameterValue, InvalidState, JobDefinitionError, NbjobsError, Problem,
+                         ResourceDoesNotExist)
+    from .events import RunEvent
     from .kernel import dbutils
-    from .runner import RunEvent
-    from .service import (InvalidParameterValue, InvalidState, NbjobsError, ResourceDoesNotExist,
-                          Workspace)
-    from .spec import (ConditionTask, ForEachTask, JobDefinitionError, JobParameterDefinition, JobSettings,
-                       NotebookTask, Problem, RunJobTask, SparkPythonTask, Task, TaskDependency, load_job,
-                       validate_job_settings)
+    from .service import Workspace
+    from .spec import (ConditionTask, ForEachTask, JobParameterDefinition, JobSettings, NotebookTask, RunJobTask,
+                       SparkPythonTask, Task, TaskDependency, load_job, validate_job_settings)
     from .states import LifeCycleState, ResultState, RunIf

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote
 
+from .events import EventHandler
+from .follow import cancel_on_interrupt
 from .tasks.for_each import MAX_CONCURRENCY, MAX_ITERATIONS
 
-__all__ = ["BatchResult", "BatchRow", "batch_settings", "combinations", "parse_grid", "run_batch"]
+__all__ = ["Batch", "BatchResult", "BatchRow", "batch_settings", "combinations", "parse_grid", "run_batch",
+           "save_batch"]
 
 LOOP_KEY = "batch"
 
@@ -123,29 +126,52 @@ def batch_settings(notebook: str | os.PathLike, grid: Mapping[str, Iterable[Any]
     }
 
 
+@dataclass
+class Batch:
+    """A batch saved as a job on a client (a `JobsClient`); `run` starts it and waits."""
+    client: Any
+    job_id: int
+    settings: dict
+
+    @property
+    def count(self) -> int:
+        """How many combinations (runs of the notebook) the batch has."""
+        return len(json.loads(self.settings["tasks"][0]["for_each_task"]["inputs"]))
+
+    def run(self, on_event: EventHandler | None = None) -> BatchResult:
+        """Run the batch and wait; `on_event` gets its events. Ctrl-C cancels the run."""
+        started = self.client.run_now(self.job_id, wait=False)
+        run = cancel_on_interrupt(self.client, started["run_id"], on_event=on_event)
+        return BatchResult(job_id=self.job_id, run=run, rows=batch_rows(self.client, run))
+
+
+def save_batch(client: Any, notebook: str | os.PathLike, grid: Mapping[str, Iterable[Any]], *,
+               params: Mapping[str, Any] | None = None, concurrency: int = 1, name: str | None = None) -> Batch:
+    """Save the batch's job on `client` by name (``batch <notebook stem>``, so batches of a notebook
+    share one job and its run history)."""
+    settings = batch_settings(notebook, grid, params=params, concurrency=concurrency, name=name)
+    job_id, _ = client.save_job(settings, base_dir=Path(notebook).expanduser().resolve().parent)
+    return Batch(client, job_id, settings)
+
+
 def run_batch(notebook: str | os.PathLike, grid: Mapping[str, Iterable[Any]], *,
               params: Mapping[str, Any] | None = None, concurrency: int = 1, name: str | None = None,
-              workspace=None, on_event=None) -> BatchResult:
-    """Run the batch and wait; ``workspace`` defaults to ``Workspace()`` ($NBJOBS_HOME or ./.nbjobs).
-
-    The job is saved by name (``batch <notebook stem>``), so batches of a notebook share one job
-    and its run history."""
-    from .service import Workspace
-    settings = batch_settings(notebook, grid, params=params, concurrency=concurrency, name=name)
+              workspace: Any = None, on_event: EventHandler | None = None) -> BatchResult:
+    """Run the batch and wait. ``workspace``: any `JobsClient` (a Workspace, or `nbjobs.connect(url)`);
+    default ``Workspace()`` ($NBJOBS_HOME or ./.nbjobs)."""
     own = workspace is None
-    ws = workspace or Workspace()
+    if own:
+        from .service import Workspace
+        workspace = Workspace()
     try:
-        job_id, _ = ws.save_job(settings, base_dir=Path(notebook).expanduser().resolve().parent)
-        run = ws.run_now(job_id, on_event=on_event)
-        return BatchResult(job_id=job_id, run=run, rows=batch_rows(ws, run))
+        return save_batch(workspace, notebook, grid, params=params, concurrency=concurrency, name=name).run(on_event)
     finally:
         if own:
-            ws.close()
+            workspace.close()
 
 
-def batch_rows(ws, run: dict) -> list[BatchRow]:
-    """The rows of a batch run (one per combination, in order) from its for-each task run's
-    runs/get (works with a local Workspace and a server client alike)."""
+def batch_rows(client: Any, run: dict) -> list[BatchRow]:
+    """The rows of a batch run (one per combination, in order) from its for-each task run's runs/get."""
     loop = next((t for t in run.get("tasks", []) if t["task_key"] == LOOP_KEY), None)
     if loop is None:
         return []
@@ -154,7 +180,7 @@ def batch_rows(ws, run: dict) -> list[BatchRow]:
     except (KeyError, ValueError):
         elements = []
     rows = []
-    iterations = ws.get_run(loop["run_id"]).get("iterations", [])
+    iterations = client.get_run(loop["run_id"]).get("iterations", [])
     for index, (element, item) in enumerate(zip(elements, iterations)):
         state = item["state"].get("result_state") or item["state"]["life_cycle_state"]
         url = item.get("run_page_url") or ""

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
 
-from .tables import STYLE as _STYLE, jobs_table, run_table, runs_table, short_path as _short_path
+from .cli_args import add_job_params, add_json, parse_key_values, parse_tags
+from .cli_report import EXIT_FAILED, EXIT_INVALID, EXIT_OK, ProgressPrinter, console as _console, report
+from .tables import jobs_table, runs_table, short_path as _short_path
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "ProgressPrinter", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +37,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="create or update the job by name, run it and wait")
     definition_args(r)
-    r.add_argument("--job-param", action="append", default=[], metavar="NAME=VALUE")
-    r.add_argument("--json", action="store_true", help="print the finished run as runs/get JSON on stdout")
+    add_job_params(r)
+    add_json(r)
     r.add_argument("--concurrency", type=int, help="most tasks at once (default: number of cores)")
 
     jobs = sub.add_parser("jobs", help="job commands").add_subparsers(dest="verb", required=True)
@@ -50,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("job_id", type=int)
     rn = jobs.add_parser("run-now", help="run a job and wait")
     rn.add_argument("job_id", type=int)
-    rn.add_argument("--job-param", action="append", default=[], metavar="NAME=VALUE")
-    rn.add_argument("--json", action="store_true")
-    rn.add_argument("--concurrency", type=int)
+    add_job_params(rn)
+    add_json(rn)
+    rn.add_argument("--concurrency", type=int, help="most tasks at once (default: number of cores)")
     rn.add_argument("--idempotency-token", help="a run with this token already exists: show it, start nothing")
     rn.add_argument("--only", metavar="KEY[,KEY...]", help="run only these tasks (+key: with its upstream, "
                     "key+: with its downstream)")
@@ -82,14 +84,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="the token clients must send (default: $NBJOBS_TOKEN, else one generated on first start "
                         "and saved in the workspace folder)")
     s.add_argument("--root", help="folder that API-submitted job paths are relative to (default: current folder)")
+    from .services import cli as services_cli
+    services_cli.add_parser(sub)  # services run | list | status
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = _console(stderr=True)
-    from .service import InvalidParameterValue, NbjobsError
-    from .spec import JobDefinitionError
+    from .errors import InvalidParameterValue, JobDefinitionError, NbjobsError
     try:
         return _dispatch(args, err)
     except JobDefinitionError as exc:
@@ -103,13 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _console(stderr: bool = False) -> Console:
-    """A console that does not squeeze tables to 80 columns when output is piped or logged."""
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else max(140, shutil.get_terminal_size((140, 24)).columns)
-    return Console(stderr=stderr, highlight=False, width=width)
-
-
 def _print_problems(err: Console, exc) -> None:
     problems = getattr(exc, "problems", None) or [exc]
     err.print(f"[red]Invalid job definition: {len(problems)} problem{'s' if len(problems) != 1 else ''}[/red]")
@@ -117,9 +113,8 @@ def _print_problems(err: Console, exc) -> None:
         err.print(f"  - {problem}", markup=False, soft_wrap=True)
 
 
-def _workspace(args):
-    """The local Workspace, or a client of the server given by --host / $NBJOBS_HOST."""
-    import os
+def _client(args):
+    """The `JobsClient`: the server given by --host / $NBJOBS_HOST, else the local workspace (--home)."""
     host = args.remote_host or os.environ.get("NBJOBS_HOST")
     if host:
         from .client import connect
@@ -129,7 +124,6 @@ def _workspace(args):
 
 
 def _load(args):
-    from .service import parse_key_values
     from .spec import load_job
     return load_job(args.path, job=args.job, target=args.target, variables=parse_key_values(args.var, flag="--var"))
 
@@ -142,10 +136,9 @@ def _dispatch(args, err: Console) -> int:
         out.print(f"OK: job '{loaded.settings.name or 'Untitled'}' ({n} task{'s' if n != 1 else ''}) is valid.")
         return EXIT_OK
     if args.command == "run":
-        from .service import parse_key_values
         params = parse_key_values(args.job_param, flag="--job-param")
         loaded = _load(args)
-        ws = _workspace(args)
+        ws = _client(args)
         job_id, created = ws.save_job(loaded.settings, base_dir=loaded.source_path.parent,
                                       source_path=str(loaded.source_path))
         err.print(f"{'Created' if created else 'Updated'} job {job_id} '{loaded.settings.name or 'Untitled'}' "
@@ -159,87 +152,29 @@ def _dispatch(args, err: Console) -> int:
         from .server.app import serve
         return serve(home=args.home, host=args.bind_host, port=args.port, token=args.serve_token, root=args.root,
                      echo=lambda line: err.print(line, markup=False, soft_wrap=True, highlight=False))
+    if args.command == "services":
+        from .services import cli as services_cli
+        return services_cli.dispatch(args)
     if args.command == "batch":
         from .cli_control import dispatch
-        return dispatch(args, _workspace(args), out, err, ProgressPrinter(err))
+        return dispatch(args, _client(args), out, err, ProgressPrinter(err))
     if args.command == "jobs":
         return _jobs(args, out, err)
     return _runs(args, out, err)
 
 
 def _run_and_report(ws, job_id: int, params: dict, args, out: Console, err: Console) -> int:
-    extra = {k: v for k, v in (("idempotency_token", getattr(args, "idempotency_token", None)),
-                               ("only", getattr(args, "only", None))) if v}
-    if hasattr(ws, "url"):  # a server: the run executes there; Ctrl-C here cancels it
-        started = ws.run_now(job_id, params, wait=False, **extra)
-        err.print(f"Run {started['run_id']} started on {ws.url}", soft_wrap=True)
-        try:
-            run = ws.wait(started["run_id"], on_event=ProgressPrinter(err))
-        except KeyboardInterrupt:
-            ws.cancel_run(started["run_id"])
-            raise
-        return _report(run, job_id, args, out, err)
-    run_id, created = ws._start_run(job_id, params, **extra)
-    progress = ProgressPrinter(err)
-    if not created:  # the idempotency token names an earlier run: show it
-        err.print(f"Run {run_id} already exists with this idempotency token", soft_wrap=True)
-        run = ws.wait(run_id)
-    else:
-        err.print(f"Run {run_id} started (NBJOBS_HOME={_short_path(str(ws.home))})", soft_wrap=True)
-        # here (asyncio.run: Ctrl-C stops the tasks), or on the engine when a loop already runs here
-        run = ws.execute(run_id, on_event=progress, concurrency=args.concurrency)
-    return _report(run, job_id, args, out, err)
-
-
-def _report(run: dict, job_id: int, args, out: Console, err: Console) -> int:
-    table_console = err if args.json else out
-    table_console.print(run_table(run))
-    result = run["state"].get("result_state", run["state"]["life_cycle_state"])
-    seconds = run["run_duration"] / 1000
-    table_console.print(f"Run {run['run_id']} of job {job_id}: [{_STYLE.get(result, 'white')}]{result}"
-                        f"[/] in {seconds:.1f}s")
-    if args.json:
-        print(json.dumps(run, indent=2))
-    return EXIT_OK if result in ("SUCCESS", "SUCCESS_WITH_FAILURES") else EXIT_FAILED
-
-
-class ProgressPrinter:
-    """Live progress lines on stderr from runner events."""
-
-    def __init__(self, console: Console):
-        self.console = console
-
-    def __call__(self, event) -> None:
-        if event.kind == "task_start":
-            again = f" (attempt {event.attempt_number})" if getattr(event, "attempt_number", 0) else ""
-            self.console.print(f"  [cyan]▶[/cyan] {event.task_key} [cyan]RUNNING[/cyan]{again}")
-        elif event.kind in ("task_retry", "run_queued"):
-            who = f"{event.task_key} " if event.task_key else "run "
-            self.console.print(f"  [yellow]…[/yellow] {who}[yellow]{event.life_cycle_state}[/yellow] — "
-                               f"{event.message}", markup=True, soft_wrap=True)
-        elif event.kind == "task_progress" and getattr(event, "stats", None):
-            counts = event.stats["task_run_stats"]
-            done = counts["completed_iterations"]
-            if done != getattr(self, "_done", {}).get(event.task_key):
-                self.__dict__.setdefault("_done", {})[event.task_key] = done
-                failed = f", {counts['failed_iterations']} failed" if counts["failed_iterations"] else ""
-                self.console.print(f"  [cyan]↻[/cyan] {event.task_key} {done}/{counts['total_iterations']} "
-                                   f"iterations done{failed}", markup=True, soft_wrap=True)
-        elif event.kind == "task_end":
-            state = event.result_state or event.life_cycle_state
-            style = _STYLE.get(state, "white")
-            row = event.row or {}
-            took = ""
-            if row.get("end_time") and row.get("start_time"):
-                took = f" {(row['end_time'] - row['start_time']) / 1000:.1f}s"
-            mark = "✔" if state == "SUCCESS" else ("·" if state in ("EXCLUDED", "DISABLED") else "✖")
-            detail = f" — {event.message}" if event.message and state not in ("SUCCESS",) else ""
-            self.console.print(f"  [{style}]{mark}[/] {event.task_key} [{style}]{state}[/]{took}{detail}",
-                               markup=True, soft_wrap=True)
+    """Start the run, print its progress until it ends (Ctrl-C cancels it), then its report."""
+    from .follow import cancel_on_interrupt
+    started = ws.run_now(job_id, params, wait=False, idempotency_token=getattr(args, "idempotency_token", None),
+                         only=getattr(args, "only", None), concurrency=args.concurrency)
+    err.print(f"Run {started['run_id']} started on {ws.location}", soft_wrap=True)
+    run = cancel_on_interrupt(ws, started["run_id"], on_event=ProgressPrinter(err))
+    return report(run, out, err, as_json=args.json)
 
 
 def _jobs(args, out: Console, err: Console) -> int:
-    ws = _workspace(args)
+    ws = _client(args)
     if args.verb == "create":
         if args.json_file == "-":
             text, base = sys.stdin.read(), Path.cwd()
@@ -255,21 +190,17 @@ def _jobs(args, out: Console, err: Console) -> int:
         print(json.dumps({"job_id": job_id}))
         return EXIT_OK
     if args.verb == "list":
-        tags = {}
-        for item in args.tag:
-            key, sep, value = item.partition("=")
-            tags[key] = value if sep else None
-        jobs = ws.list_jobs(name=args.name, tags=tags or None)
+        tags = parse_tags(args.tag)
+        jobs = ws.list_jobs(name=args.name, tags=tags)
         if args.output == "json":
             print(json.dumps({"jobs": jobs} if jobs else {}, indent=2))
             return EXIT_OK
-        out.print(jobs_table(ws.list_jobs(name=args.name, tags=tags or None, expand_tasks=True)))
+        out.print(jobs_table(ws.list_jobs(name=args.name, tags=tags, expand_tasks=True)))
         return EXIT_OK
     if args.verb == "get":
         print(json.dumps(ws.get_job(args.job_id), indent=2))
         return EXIT_OK
     if args.verb == "run-now":
-        from .service import parse_key_values
         return _run_and_report(ws, args.job_id, parse_key_values(args.job_param, flag="--job-param"),
                                args, out, err)
     ws.delete_job(args.job_id)
@@ -278,7 +209,7 @@ def _jobs(args, out: Console, err: Console) -> int:
 
 
 def _runs(args, out: Console, err: Console) -> int:
-    ws = _workspace(args)
+    ws = _client(args)
     from .cli_control import RUN_VERBS, dispatch
     if args.verb in RUN_VERBS:
         return dispatch(args, ws, out, err, ProgressPrinter(err))

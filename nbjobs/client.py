@@ -1,28 +1,32 @@
-"""`nbjobs.connect(url, token)`: a Workspace-like client of an nbjobs server over HTTP.
+"""`nbjobs.connect(url, token)`: the HTTP client of an nbjobs server (`nbjobs serve`, or Jupyter with nbjobs).
 
-Same method names and return shapes as `nbjobs.Workspace` (create_job, save_job, get_job, list_jobs,
-update_job, reset_job, delete_job, run_now, submit_run, get_run, get_run_output, list_runs, repair_run,
-cancel_run, cancel_all_runs, delete_run, export_run, wait), the same exceptions (ResourceDoesNotExist,
-InvalidParameterValue, InvalidState, JobDefinitionError with `.problems`). Runs execute in the server.
+`Client` implements `nbjobs.contract.JobsClient` as `nbjobs.Workspace` does: the same verbs, signatures,
+return shapes (the Jobs API JSON) and exceptions (`nbjobs.errors`); runs execute in the server, and
+their events are derived from runs/get (`nbjobs.follow`). Importing it loads neither the store
+(SQLAlchemy) nor the runner.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
-import time
+import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import requests
 
-from .service import InvalidParameterValue, InvalidState, NbjobsError, ResourceDoesNotExist, default_home
+from .contract import REPAIR_RERUN_DEPENDENT_TASKS, default_home
+from .errors import InvalidParameterValue, InvalidState, NbjobsError, ResourceDoesNotExist
+from .events import EventHandler
+from .follow import poll_run
 
 HOST_ENV = "NBJOBS_HOST"
 TOKEN_ENV = "NBJOBS_TOKEN"
 API = "/api/2.2/jobs"
-TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
-_NOT_RUN = ("EXCLUDED", "UPSTREAM_FAILED", "UPSTREAM_CANCELED", "DISABLED", "MAXIMUM_CONCURRENT_RUNS_REACHED")
 _NOT_FOUND = re.compile(r"^(Job|Run) \S+ does not exist\.?$")
+
+log = logging.getLogger(__name__)
 
 
 class ServerError(NbjobsError):
@@ -58,12 +62,14 @@ def connect(url: str | None = None, token: str | None = None, *, timeout: float 
 
 
 def _saved_token(home: str | os.PathLike | None) -> str | None:
-    from .server.app import read_token
+    from .server.token import read_token
     return read_token(Path(home) if home is not None else default_home())
 
 
 class Client:
-    """The Workspace API of a remote nbjobs server (see `connect`)."""
+    """The Jobs API of a remote nbjobs server (see `connect`); a `nbjobs.contract.JobsClient`."""
+
+    poll_interval = 0.25  # seconds between two runs/get while following a run
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60):
         if "://" not in url:
@@ -77,6 +83,10 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<nbjobs.Client {self.url}>"
+
+    @property
+    def location(self) -> str:
+        return self.url
 
     def close(self) -> None:
         self._session.close()
@@ -139,47 +149,49 @@ class Client:
         return self._pages("list", params, "jobs")
 
     def update_job(self, job_id: int, new_settings: Mapping[str, Any] | None = None,
-                   fields_to_remove: Iterable[str] | None = None) -> None:
+                   fields_to_remove: Iterable[str] | None = None, *, base_dir: Path | None = None) -> None:
         body: dict[str, Any] = {"job_id": int(job_id)}
         if new_settings is not None:
-            body["new_settings"] = _settings_body(new_settings, None)
+            body["new_settings"] = _settings_body(new_settings, base_dir)
         if fields_to_remove is not None:
             body["fields_to_remove"] = list(fields_to_remove)
         self._call("POST", "update", body=body)
 
-    def reset_job(self, job_id: int, new_settings: Any) -> None:
-        self._call("POST", "reset", body={"job_id": int(job_id), "new_settings": _settings_body(new_settings, None)})
+    def reset_job(self, job_id: int, new_settings: Any, *, base_dir: Path | None = None) -> None:
+        self._call("POST", "reset", body={"job_id": int(job_id),
+                                          "new_settings": _settings_body(new_settings, base_dir)})
 
     def delete_job(self, job_id: int) -> None:
         self._call("POST", "delete", body={"job_id": int(job_id)})
 
     # -- runs ---------------------------------------------------------------------------------------
     def run_now(self, job_id: int, job_parameters: Mapping[str, str] | None = None, *, wait: bool = True,
-                on_event: Callable | None = None, concurrency: int | None = None,
-                idempotency_token: str | None = None, only: list[str] | None = None,
-                queue: Mapping[str, Any] | None = None, timeout: float | None = None) -> dict:
-        """jobs/run-now. wait=True: the finished run's runs/get JSON (progress to `on_event`);
-        wait=False: `{"run_id", "number_in_job"}`. (`concurrency` is the server's to decide.)"""
+                idempotency_token: str | None = None, only: Iterable[str] | str | None = None,
+                queue: Mapping[str, Any] | bool | None = None, on_event: EventHandler | None = None,
+                concurrency: int | None = None) -> dict:
+        """jobs/run-now. wait=True: the ended run's runs/get JSON; wait=False: `{"run_id", "number_in_job"}`.
+        (`concurrency` is the server's to decide.)"""
         body: dict[str, Any] = {"job_id": int(job_id)}
         if job_parameters:
             body["job_parameters"] = {str(k): str(v) for k, v in job_parameters.items()}
+        if isinstance(queue, bool):
+            queue = {"enabled": queue}
+        only = only.split(",") if isinstance(only, str) else (list(only) if only is not None else None)
         for key, value in (("idempotency_token", idempotency_token), ("only", only), ("queue", queue)):
             if value is not None:
                 body[key] = value
         started = self._call("POST", "run-now", body=body)
-        if not wait:
-            return started
-        return self.wait(started["run_id"], timeout=timeout, on_event=on_event)
+        return self._then(started["run_id"], started, wait, on_event)
 
-    def submit_run(self, body: Mapping[str, Any], *, wait: bool = False, on_event: Callable | None = None,
-                   base_dir: Path | None = None, timeout: float | None = None) -> dict:
-        """runs/submit. wait=False: `{"run_id"}`; wait=True: the finished run's runs/get JSON."""
+    def submit_run(self, body: Mapping[str, Any], *, wait: bool = False, base_dir: Path | None = None,
+                   on_event: EventHandler | None = None) -> dict:
+        """runs/submit. wait=False: `{"run_id"}`; wait=True: the ended run's runs/get JSON."""
         payload = dict(body)
         if base_dir is not None and isinstance(payload.get("tasks"), list):
             from .spec.load import resolve_job_paths
             payload = resolve_job_paths(payload, Path(base_dir))
         started = self._call("POST", "runs/submit", body=payload)
-        return self.wait(started["run_id"], timeout=timeout, on_event=on_event) if wait else started
+        return self._then(started["run_id"], started, wait, on_event)
 
     def get_run(self, run_id: int, *, include_history: bool = True) -> dict:
         return self._call("GET", "runs/get", params={"run_id": int(run_id), "include_history": include_history})
@@ -197,16 +209,19 @@ class Client:
                   "start_time_from": start_time_from, "start_time_to": start_time_to, "limit": 25}
         return self._pages("runs/list", params, "runs", most=limit)
 
-    def repair_run(self, run_id: int, *, rerun_tasks: list[str] | None = None, rerun_all_failed_tasks: bool = False,
-                   rerun_dependent_tasks: bool = False, latest_repair_id: int | None = None,
-                   job_parameters: Mapping[str, str] | None = None, wait: bool = True,
-                   on_event: Callable | None = None, concurrency: int | None = None,
-                   timeout: float | None = None) -> dict:
+    def export_run(self, run_id: int, views_to_export: str | None = "CODE") -> dict:
+        return self._call("GET", "runs/export", params={"run_id": int(run_id), "views_to_export": views_to_export})
+
+    def repair_run(self, run_id: int, *, rerun_tasks: Iterable[str] | str | None = None,
+                   rerun_all_failed_tasks: bool = False, rerun_dependent_tasks: bool = REPAIR_RERUN_DEPENDENT_TASKS,
+                   latest_repair_id: int | None = None, job_parameters: Mapping[str, str] | None = None,
+                   wait: bool = True, on_event: EventHandler | None = None,
+                   concurrency: int | None = None) -> dict:
         """runs/repair. wait=False: `{"repair_id"}`; wait=True: the repaired run's runs/get JSON.
         (`concurrency` is the server's to decide.)"""
         body: dict[str, Any] = {"run_id": int(run_id)}
         if rerun_tasks is not None:
-            body["rerun_tasks"] = list(rerun_tasks)
+            body["rerun_tasks"] = rerun_tasks.split(",") if isinstance(rerun_tasks, str) else list(rerun_tasks)
         if rerun_all_failed_tasks:
             body["rerun_all_failed_tasks"] = True
         if rerun_dependent_tasks:
@@ -216,7 +231,7 @@ class Client:
         if job_parameters:
             body["job_parameters"] = {str(k): str(v) for k, v in job_parameters.items()}
         started = self._call("POST", "runs/repair", body=body)
-        return self.wait(run_id, timeout=timeout, on_event=on_event) if wait else started
+        return self._then(int(run_id), started, wait, on_event)
 
     def cancel_run(self, run_id: int) -> None:
         self._call("POST", "runs/cancel", body={"run_id": int(run_id)})
@@ -232,48 +247,25 @@ class Client:
     def delete_run(self, run_id: int) -> None:
         self._call("POST", "runs/delete", body={"run_id": int(run_id)})
 
-    def export_run(self, run_id: int, views_to_export: str | None = "CODE") -> dict:
-        return self._call("GET", "runs/export", params={"run_id": int(run_id), "views_to_export": views_to_export})
-
-    def wait(self, run_id: int, timeout: float | None = None, *, on_event: Callable | None = None,
-             poll: float = 0.25) -> dict:
+    def wait(self, run_id: int, timeout: float | None = None, *, on_event: EventHandler | None = None) -> dict:
         """Poll runs/get until the run ends (or `timeout` seconds pass: the run, still active);
-        `on_event` gets RunEvents (task_start, task_end, run_end)."""
-        from .runner import RunEvent
+        `on_event` gets its task_start, task_end and run_end meanwhile."""
+        return poll_run(self.get_run, int(run_id), timeout=timeout, on_event=on_event, interval=self.poll_interval)
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        seen: dict[str, tuple[int, str]] = {}
-        while True:
-            run = self.get_run(run_id)
-            if on_event is not None:
-                for task in run.get("tasks", []):
-                    state = task.get("state", {})
-                    life, result = state.get("life_cycle_state"), state.get("result_state")
-                    key, task_run = task["task_key"], task["run_id"]
-                    before = seen.get(key)
-                    if before is not None and before[0] != task_run:
-                        before = None  # a retry or a repair: a new task run
-                    if before is None and result and result not in _NOT_RUN:
-                        before = (task_run, "start")  # it ran between two polls: report its start too
-                        _emit(on_event, RunEvent("task_start", run_id, key, task_run, "RUNNING"))
-                    if life == "RUNNING" and before is None:
-                        seen[key] = (task_run, "start")
-                        _emit(on_event, RunEvent("task_start", run_id, key, task_run, life))
-                    elif result and life in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR") and \
-                            (before is None or before[1] != "end"):
-                        seen[key] = (task_run, "end")
-                        _emit(on_event, RunEvent("task_end", run_id, key, task_run, life, result,
-                                                 state.get("state_message", ""), row=task))
-            life = run["state"]["life_cycle_state"]
-            if life in TERMINAL:
-                if on_event is not None:
-                    _emit(on_event, RunEvent("run_end", run_id, life_cycle_state=life,
-                                             result_state=run["state"].get("result_state"),
-                                             message=run["state"].get("state_message", ""), row=run))
-                return run
-            if deadline is not None and time.monotonic() >= deadline:
-                return run  # still active, as Workspace.wait
-            time.sleep(poll)
+    def _then(self, run_id: int, started: dict, wait: bool, on_event: EventHandler | None) -> dict:
+        """After starting a run: wait for it, or answer at once and follow it on a thread for `on_event`."""
+        if wait:
+            return self.wait(run_id, on_event=on_event)
+        if on_event is not None:
+            threading.Thread(target=self._follow, args=(run_id, on_event), name=f"nbjobs-follow-{run_id}",
+                             daemon=True).start()
+        return started
+
+    def _follow(self, run_id: int, on_event: EventHandler) -> None:
+        try:
+            self.wait(run_id, on_event=on_event)
+        except Exception as exc:  # the server went away or the client was closed: stop following
+            log.debug("nbjobs: stopped following run %s: %s", run_id, exc)
 
     # -- paging -------------------------------------------------------------------------------------
     def _pages(self, endpoint: str, params: dict, key: str, most: int | None = None) -> list[dict]:
@@ -287,14 +279,6 @@ class Client:
                 return out[:most] if most is not None else out
             params["page_token"] = token
             params.pop("offset", None)
-
-
-def _emit(handler: Callable, event: Any) -> None:
-    try:
-        handler(event)
-    except Exception:  # an observer must never break waiting
-        import traceback
-        traceback.print_exc()
 
 
 def _query_value(value: Any) -> str:
@@ -321,7 +305,7 @@ def _error(status: int, data: Any, text: str, url: str) -> NbjobsError:
     code = str(data.get("error_code") or "")
     message = str(data.get("message") or f"HTTP {status}")
     if data.get("problems"):
-        from .spec import JobDefinitionError, Problem
+        from .errors import JobDefinitionError, Problem
         return JobDefinitionError([Problem(p.get("path", ""), p.get("message", ""), p.get("fix", ""))
                                    for p in data["problems"]])
     if status == 401 or code == "UNAUTHENTICATED":

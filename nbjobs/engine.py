@@ -41,20 +41,8 @@ class RunEngine:
         future.add_done_callback(lambda _f, rid=run_id: self._runs.pop(rid, None))
         return future
 
-    def call(self, coro_factory: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a coroutine on the engine loop and wait for it (from another thread)."""
-        return asyncio.run_coroutine_threadsafe(_call(coro_factory), self.loop).result()
-
     def future(self, run_id: int) -> concurrent.futures.Future | None:
         return self._runs.get(run_id)
-
-    def active_run_ids(self) -> list[int]:
-        return sorted(self._runs)
-
-    def cancel(self, run_id: int) -> bool:
-        """Cancel a run executing on this engine (its tasks end CANCELED). False if not here."""
-        future = self._runs.get(run_id)
-        return bool(future and future.cancel())
 
     def close(self) -> None:
         with self._lock:

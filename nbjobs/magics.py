@@ -1,7 +1,8 @@
 """`%load_ext nbjobs`: the `%%job` cell magic, the `%job` line magic and `dbutils` in the notebook.
 
-Everything goes through the same service layer as the CLI (a `Workspace`, or the client set with
-`%job use URL` / `nbjobs.ui.use`); outputs are a `JobPanel` or a rich table, errors a readable
+Everything goes through a `JobsClient` (nbjobs.contract), as the CLI does: the workspace of
+`$NBJOBS_HOME`, or the one set with `%job use PATH|URL` / `nbjobs.ui.use`. The arguments are parsed
+by `nbjobs.cli_args`, as the CLI's are; outputs are a `JobPanel` or a rich table, errors a readable
 message (never a traceback or a raw dict).
 """
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from .cli_args import add_job_params, add_repair_flags, parse_key_values, parse_tags, repair_options
+
 USAGE = """\
 %%job [NAME] [--run] [--job-param NAME=VALUE]...   (cell: the job as YAML or JSON)
 %job run NAME|ID [--job-param NAME=VALUE]...
-%job repair RUN_ID [--rerun-tasks KEY ...] [--rerun-dependents] [--job-param NAME=VALUE]...
+%job repair RUN_ID [--rerun-tasks KEY ...] [--rerun-dependent-tasks] [--job-param NAME=VALUE]...
 %job cancel RUN_ID
 %job list [--tag KEY[=VALUE]]... [--name NAME]
 %job runs [NAME|ID] [--limit N] [--active]
@@ -39,7 +42,7 @@ def _cell_parser() -> _Parser:
     p = _Parser(prog="%%job", add_help=False)
     p.add_argument("name", nargs="?", help="job name (overrides the body's name:)")
     p.add_argument("--run", action="store_true", help="run the job after registering it")
-    p.add_argument("--job-param", action="append", default=[], metavar="NAME=VALUE")
+    add_job_params(p)
     return p
 
 
@@ -48,12 +51,10 @@ def _line_parser() -> _Parser:
     sub = p.add_subparsers(dest="verb", parser_class=_Parser)
     r = sub.add_parser("run", add_help=False)
     r.add_argument("job")
-    r.add_argument("--job-param", action="append", default=[], metavar="NAME=VALUE")
+    add_job_params(r)
     rp = sub.add_parser("repair", add_help=False)
     rp.add_argument("run_id", type=int)
-    rp.add_argument("--rerun-tasks", nargs="+", default=[], metavar="KEY")
-    rp.add_argument("--rerun-dependents", action="store_true")
-    rp.add_argument("--job-param", action="append", default=[], metavar="NAME=VALUE")
+    add_repair_flags(rp, require_choice=False, latest=False)  # the panel passes the latest repair id
     c = sub.add_parser("cancel", add_help=False)
     c.add_argument("run_id", type=int)
     ls = sub.add_parser("list", add_help=False)
@@ -106,13 +107,12 @@ def show_table(renderable: Any) -> None:
 
 
 def _params(items: list[str]) -> dict[str, str]:
-    from .service import parse_key_values
     return parse_key_values(items, flag="--job-param")
 
 
 def _resolve_job(client: Any, ref: str) -> int:
     """A job id from an id or a job name."""
-    from .service import ResourceDoesNotExist
+    from .errors import ResourceDoesNotExist
     if ref.isdigit():
         client.get_job(int(ref))
         return int(ref)
@@ -137,8 +137,7 @@ class JobMagics(Magics):
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
         """Build, run and inspect nbjobs jobs; `%job help` lists the verbs."""
-        from .service import NbjobsError
-        from .spec import JobDefinitionError
+        from .errors import JobDefinitionError, NbjobsError
         try:
             if cell is not None:
                 return self._cell(line, cell)
@@ -204,27 +203,20 @@ class JobMagics(Magics):
 
     def _repair(self, args) -> Any:
         from .ui import JobPanel
-        tasks = [k.strip() for item in args.rerun_tasks for k in item.split(",") if k.strip()]
+        options = repair_options(args)
         panel = JobPanel.for_run(args.run_id, client=self.client)
-        panel.repair(args.run_id, tasks=tasks or None, rerun_dependents=args.rerun_dependents,
-                     params=_params(args.job_param) or None)
+        panel.repair(args.run_id, tasks=options["rerun_tasks"], rerun_dependents=options["rerun_dependent_tasks"],
+                     params=options["job_parameters"])
         return panel
 
     def _cancel(self, args) -> None:
         from .tables import run_table
-        from .ui.client import call
         self.client.cancel_run(args.run_id)
-        run = call(self.client.wait, args.run_id, timeout=10) if hasattr(self.client, "wait") \
-            else self.client.get_run(args.run_id)
-        show_table(run_table(run))
+        show_table(run_table(self.client.wait(args.run_id, timeout=10)))
 
     def _list(self, args) -> None:
         from .tables import jobs_table
-        tags = {}
-        for item in args.tag:
-            key, sep, value = item.partition("=")
-            tags[key] = value if sep else None
-        show_table(jobs_table(self.client.list_jobs(name=args.name, tags=tags or None, expand_tasks=True)))
+        show_table(jobs_table(self.client.list_jobs(name=args.name, tags=parse_tags(args.tag), expand_tasks=True)))
 
     def _runs(self, args) -> None:
         from .tables import runs_table
@@ -244,7 +236,6 @@ class JobMagics(Magics):
 
     def _batch(self, args) -> Any:
         from .batch import batch_settings, parse_grid
-        from .service import parse_key_values
         from .ui import JobPanel
         settings = batch_settings(args.notebook, parse_grid(args.grid),
                                   params=parse_key_values(args.param, flag="--param"),
@@ -258,10 +249,10 @@ class JobMagics(Magics):
         if "://" in args.target:
             from .client import connect
             client = connect(args.target, args.token)
-            client.list_jobs()  # fail now if the server cannot be reached
         else:
             from .service import Workspace
             client = Workspace(args.target)
+        client.list_jobs()  # fail now if the server cannot be reached (or the folder is not a workspace)
         use(client)
         show_message(f"Using {args.target} for %job, %%job and new panels.", "ok")
 

@@ -1,4 +1,5 @@
-"""Run and task states, named as the Jobs API names them (reference §6.2–6.4)."""
+"""Run and task states, named as the Jobs API names them (databricks-sdk `jobs.RunLifeCycleState`,
+`RunResultState`, `RunLifecycleStateV2State`, `TerminationCodeCode`)."""
 from __future__ import annotations
 
 from enum import Enum
@@ -39,7 +40,7 @@ class ResultState(_StrEnum):
 
     @property
     def is_success(self) -> bool:
-        """Counts as success for downstream run_if (EXCLUDED and DISABLED do, reference §2.2)."""
+        """Counts as success for downstream run_if (EXCLUDED and DISABLED do: the Jobs docs' "Run if dependencies" page)."""
         return self in _SUCCESS_KIND
 
     @property
@@ -96,7 +97,8 @@ class TriggerType(_StrEnum):
     CONTINUOUS = "CONTINUOUS"
 
 
-# status (V2) of reference §6.2/§6.4, derived from (life_cycle_state, result_state).
+# `status` (databricks-sdk `jobs.RunStatus`: state + termination_details), derived from
+# (life_cycle_state, result_state).
 _STATUS_STATE = {
     LifeCycleState.QUEUED: "QUEUED", LifeCycleState.PENDING: "PENDING", LifeCycleState.RUNNING: "RUNNING",
     LifeCycleState.TERMINATING: "TERMINATING", LifeCycleState.TERMINATED: "TERMINATED",

@@ -204,3 +204,45 @@ def test_sample_job_runs_to_success(capsys, tmp_path):
     assert states == {"ingest": "SUCCESS", "silver": "SUCCESS", "gold": "SUCCESS", "validate": "SUCCESS",
                       "check_quality": "SUCCESS", "publish": "SUCCESS", "quarantine": "EXCLUDED",
                       "cleanup": "SUCCESS", "alert": "EXCLUDED"}
+
+
+def test_ctrl_c_cancels_the_run_and_stops_its_tasks(tmp_path):
+    """The local run executes on the workspace's engine; Ctrl-C cancels it (as against a server)."""
+    import signal
+    import time
+
+    from nbjobs.service import Workspace
+    pid_file = tmp_path / "script.pid"
+    write_script(tmp_path / "long.py", f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(120)
+    """)
+    job_file = write_job(tmp_path / "job.yml", {"name": "interrupted", "tasks": [
+        {"task_key": "long", "spark_python_task": {"python_file": "long.py"}}]})
+    home = tmp_path / "h"
+    proc = subprocess.Popen([sys.executable, "-m", "nbjobs", "--home", str(home), "run", str(job_file)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Interrupted: the run was canceled." in err and "Traceback" not in err
+    script_pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(script_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the task's script is still running")
+    with Workspace(home) as ws:
+        run = ws.list_runs()[0]
+        assert run["state"]["result_state"] == "CANCELED"

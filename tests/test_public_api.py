@@ -20,12 +20,15 @@ def test_unknown_attribute_is_an_attribute_error():
         raise AssertionError("expected AttributeError")
 
 
-def test_importing_dbutils_does_not_load_the_orchestrator():
-    code = ("import sys; from nbjobs import dbutils; "
-            "heavy = [m for m in ('sqlalchemy', 'pydantic', 'papermill', 'nbjobs.runner') if m in sys.modules]; "
-            "print(heavy)")
+def loaded_by(statement: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has loaded after `statement`."""
+    code = f"import sys; {statement}; print([m for m in {modules!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    return eval(out)
+
+
+def test_importing_dbutils_does_not_load_the_orchestrator():
+    assert loaded_by("from nbjobs import dbutils", ("sqlalchemy", "pydantic", "papermill", "nbjobs.runner")) == []
 
 
 def test_gc_pause_nests_and_restores_the_collector():
@@ -61,3 +64,7 @@ def test_gc_pause_nests_and_restores_the_collector():
     except ValueError:
         pass
     assert gc.isenabled()  # restored after an exception too
+
+
+def test_importing_the_http_client_loads_neither_the_store_nor_the_runner():
+    assert loaded_by("import nbjobs.client", ("sqlalchemy", "nbjobs.runner", "nbjobs.store", "nbjobs.service")) == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import ipaddress
 import logging
 import os
@@ -18,12 +19,14 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from ..service import Workspace
+from ..services.host import ServiceHost, report, selection_from_env
 from .handlers import API_ROUTE, WELL_KNOWN_ROUTE, JobsApiMixin, ServerState, WellKnownMixin, log_request
 
 TOKEN_FILE = "server-token"
 TOKEN_ENV = "NBJOBS_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+SERVICES_ROUTE = r"/api/(2\.[012])/nbjobs/services"  # the service host's health (not a Jobs API endpoint)
 
 log = logging.getLogger("nbjobs.server")
 
@@ -52,6 +55,22 @@ class JobsHandler(JobsApiMixin, tornado.web.RequestHandler):
         await self.serve_api("POST", version, endpoint)
 
 
+class ServicesHandler(JobsHandler):
+    """GET: this server's service host (live health), every host of the workspace and the leases."""
+
+    def initialize(self, state: ServerState, services: ServiceHost | None = None) -> None:  # type: ignore[override]
+        super().initialize(state)
+        self.services = services
+
+    async def get(self, version: str) -> None:  # type: ignore[override]
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(self.state.executor, report, self.state.workspace.store, self.services)
+        self.send_json(200, json.loads(json.dumps(body, default=str)))  # a plug-in's health may hold any value
+
+    async def post(self, version: str) -> None:  # type: ignore[override]
+        self.send_json(405, {"error_code": "BAD_REQUEST", "message": "use GET"})
+
+
 class WellKnownHandler(WellKnownMixin, tornado.web.RequestHandler):
     pass
 
@@ -66,10 +85,22 @@ class NotFoundHandler(tornado.web.RequestHandler):
                      "message": f"No API found for '{self.request.method} {self.request.path}'"})
 
 
-def make_app(state: ServerState) -> tornado.web.Application:
+def make_app(state: ServerState, services: ServiceHost | None = None) -> tornado.web.Application:
     return tornado.web.Application(
-        [(API_ROUTE, JobsHandler, {"state": state}), (WELL_KNOWN_ROUTE, WellKnownHandler)],
+        [(API_ROUTE, JobsHandler, {"state": state}), (WELL_KNOWN_ROUTE, WellKnownHandler),
+         (SERVICES_ROUTE, ServicesHandler, {"state": state, "services": services})],
         default_handler_class=NotFoundHandler, log_function=log_request, compress_response=True)
+
+
+def start_services(workspace: Workspace, services: Any = None, **options: Any) -> ServiceHost | None:
+    """The workspace's service host, started (None when `services` is False or selects none).
+
+    `services`: None or True: `$NBJOBS_SERVICES` (default: every available service); a list: those."""
+    selection = selection_from_env() if services is None or services is True else (
+        [] if services is False else list(services))
+    if selection == []:
+        return None
+    return ServiceHost(selection, workspace=workspace, **options).start()
 
 
 # -- tokens -------------------------------------------------------------------------------------------
@@ -106,11 +137,13 @@ class ServerThread:
     """The server on its own thread and event loop (tests, notebooks). `stop()` ends it.
 
     Given a `home`, it opens (and closes) its own Workspace; given a `workspace`, it uses that one.
+    It hosts the workspace's services (`services`: see `start_services`; `service_options`: ServiceHost's).
     """
 
     def __init__(self, *, home: str | os.PathLike | None = None, workspace: Workspace | None = None,
                  host: str = DEFAULT_HOST, port: int = 0, token: str | None = None,
-                 root: str | os.PathLike | None = None):
+                 root: str | os.PathLike | None = None, services: Any = None,
+                 service_options: dict[str, Any] | None = None):
         self._own = workspace is None
         self.workspace = workspace if workspace is not None else Workspace(home)
         if token is None:
@@ -120,6 +153,12 @@ class ServerThread:
         self.state = ServerState(self.workspace, self.root, token=token)
         self.workspace.engine  # the run engine starts now, not inside a request thread  # noqa: B018
         self.sockets = bind_sockets(port, address=host)
+        try:
+            self.services = start_services(self.workspace, services, **(service_options or {}))
+        except BaseException:
+            for sock in self.sockets:
+                sock.close()
+            raise
         self.port = self.sockets[0].getsockname()[1]
         self.host = host
         self.url = f"http://{_url_host(host)}:{self.port}"
@@ -134,7 +173,7 @@ class ServerThread:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        self._server = HTTPServer(make_app(self.state))
+        self._server = HTTPServer(make_app(self.state, self.services))
         self._server.add_sockets(self.sockets)
         self._ready.set()
         try:
@@ -159,6 +198,8 @@ class ServerThread:
             pass
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(timeout=10)
+        if self.services is not None:
+            self.services.stop()
         self.state.close()
         if self._own:
             self.workspace.close()
@@ -201,9 +242,16 @@ def serve(*, home: str | os.PathLike | None = None, host: str = DEFAULT_HOST, po
     echo(f'  SDK: WorkspaceClient(host="{url}", token=..., auth_type="pat")')
     if not _is_loopback(host):
         echo(f"  warning: {host} is reachable from other machines; anyone with the token can run code here")
+    try:
+        services = start_services(workspace)
+    except Exception as exc:  # an unknown name in $NBJOBS_SERVICES, a service that cannot be created
+        workspace.close()
+        raise SystemExit(f"nbjobs serve: cannot start the services: {exc}") from None
+    if services is not None:
+        echo(f"  services: {', '.join(services.services) or 'none'} (GET /api/2.2/nbjobs/services)")
 
     async def main() -> None:
-        server = HTTPServer(make_app(state))
+        server = HTTPServer(make_app(state, services))
         server.add_sockets(sockets)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -220,6 +268,8 @@ def serve(*, home: str | os.PathLike | None = None, host: str = DEFAULT_HOST, po
         asyncio.run(main())
     finally:
         echo("nbjobs server: stopping (active runs are canceled)")
+        if services is not None:
+            services.stop()
         state.close()
         workspace.close()
     return 0

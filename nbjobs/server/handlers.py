@@ -21,8 +21,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tornado.ioloop import IOLoop
 
-from ..service import NbjobsError, ResourceDoesNotExist, Workspace
-from ..spec import JobDefinitionError
+from ..cli_args import parse_tags
+from ..errors import JobDefinitionError, NbjobsError, ResourceDoesNotExist
+from ..service import Workspace, confine_paths
 
 log = logging.getLogger("nbjobs.server")
 
@@ -286,11 +287,9 @@ class JobsApiMixin:
             self.send_api_error(error_for(exc) if isinstance(exc, Exception) else
                                 ApiError(status_code, "INTERNAL_ERROR", "nbjobs server error"))
 
-    def _service(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.ws, name, None)
-        if method is None:
-            raise ApiError(501, "NOT_IMPLEMENTED", f"this nbjobs version has no {name.replace('_', ' ')} yet")
-        return method
+    def confined(self, settings: dict) -> dict:
+        """Settings sent over the API: task paths relative to the server's root, never outside it."""
+        return confine_paths(settings, self.state.root)
 
     # -- jobs -----------------------------------------------------------------------------------
     def op_create(self, r: ApiRequest) -> dict:
@@ -298,7 +297,7 @@ class JobsApiMixin:
         body.pop("access_control_list", None)
         if r.version == "2.2" and "queue" not in body:
             body["queue"] = {"enabled": True}  # Jobs API 2.2 creates jobs with queueing on
-        return {"job_id": self.ws.create_job(body, root=self.state.root)}
+        return {"job_id": self.ws.create_job(self.confined(body), base_dir=self.state.root)}
 
     def op_get(self, r: ApiRequest) -> dict:
         return self.ws.get_job(r.int("job_id", required=True))
@@ -311,11 +310,8 @@ class JobsApiMixin:
         if offset < 0:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"offset: must be 0 or more, got {offset}")
         before = decode_page_token(r.str("page_token"), 1)
-        tags: dict[str, str | None] = {}
-        for item in r.query.get("tag", []):  # nbjobs extension: tag=KEY or tag=KEY=VALUE, repeatable
-            key, sep, value = item.partition("=")
-            tags[key] = value if sep else None
-        jobs = self.ws.list_jobs(name=r.str("name"), tags=tags or None, expand_tasks=r.bool("expand_tasks"))
+        tags = parse_tags(r.query.get("tag"))  # nbjobs extension: tag=KEY or tag=KEY=VALUE, repeatable
+        jobs = self.ws.list_jobs(name=r.str("name"), tags=tags, expand_tasks=r.bool("expand_tasks"))
         if before is not None:
             jobs = [j for j in jobs if j["job_id"] < before[0]]
         jobs = jobs[offset:]
@@ -328,13 +324,14 @@ class JobsApiMixin:
         return out
 
     def op_update(self, r: ApiRequest) -> dict:
-        self.ws.update_job(r.int("job_id", required=True), r.object("new_settings"),
-                           r.str_list("fields_to_remove"), root=self.state.root)
+        new_settings = r.object("new_settings")
+        self.ws.update_job(r.int("job_id", required=True), self.confined(new_settings or {}),
+                           r.str_list("fields_to_remove"), base_dir=self.state.root)
         return {}
 
     def op_reset(self, r: ApiRequest) -> dict:
-        self.ws.reset_job(r.int("job_id", required=True), r.object("new_settings", required=True),
-                          root=self.state.root)
+        self.ws.reset_job(r.int("job_id", required=True), self.confined(r.object("new_settings", required=True)),
+                          base_dir=self.state.root)
         return {}
 
     def op_delete(self, r: ApiRequest) -> dict:
@@ -355,7 +352,7 @@ class JobsApiMixin:
         return self.ws.run_now(job_id, r.str_map("job_parameters"), wait=False, **options)
 
     def op_submit(self, r: ApiRequest) -> dict:
-        return self.ws.submit_run(r.body, wait=False, root=self.state.root)
+        return self.ws.submit_run(self.confined(r.body), wait=False, base_dir=self.state.root)
 
     def op_get_run(self, r: ApiRequest) -> dict:
         return self.ws.get_run(r.int("run_id", required=True), include_history=r.bool("include_history", True))
@@ -377,11 +374,10 @@ class JobsApiMixin:
             raise ApiError(400, "INVALID_PARAMETER_VALUE",
                            f"run_type: expected one of {', '.join(_RUN_TYPES)}, got {run_type!r}")
         before = decode_page_token(r.str("page_token"), 2)
-        runs = self.ws.list_runs(
-            job_id=r.int("job_id"), active_only=r.bool("active_only"), completed_only=r.bool("completed_only"),
+        runs = self.ws.list_runs_before(
+            tuple(before) if before else None, job_id=r.int("job_id"), active_only=r.bool("active_only"), completed_only=r.bool("completed_only"),
             limit=limit + 1, offset=offset, expand_tasks=r.bool("expand_tasks"), run_type=run_type,
-            start_time_from=r.int("start_time_from"), start_time_to=r.int("start_time_to"),
-            before=tuple(before) if before else None)
+            start_time_from=r.int("start_time_from"), start_time_to=r.int("start_time_to"))
         page = runs[:limit]
         out: dict[str, Any] = {"has_more": len(runs) > limit}
         if page:
@@ -391,7 +387,7 @@ class JobsApiMixin:
         return out
 
     def op_cancel(self, r: ApiRequest) -> dict:
-        self._service("cancel_run")(r.int("run_id", required=True))
+        self.ws.cancel_run(r.int("run_id", required=True))
         return {}
 
     def op_cancel_all(self, r: ApiRequest) -> dict:
@@ -399,13 +395,13 @@ class JobsApiMixin:
         if job_id is None and not all_queued:
             raise ApiError(400, "INVALID_PARAMETER_VALUE",
                            "runs/cancel-all needs job_id (cancel that job's active runs) or all_queued_runs=true")
-        self._service("cancel_all_runs")(job_id=job_id, all_queued_runs=all_queued)
+        self.ws.cancel_all_runs(job_id=job_id, all_queued_runs=all_queued)
         return {}
 
     def op_repair(self, r: ApiRequest) -> dict:
         run_id = r.int("run_id", required=True)
         r.reject_legacy()
-        result = self._service("repair_run")(
+        result = self.ws.repair_run(
             run_id, rerun_tasks=r.str_list("rerun_tasks"),
             rerun_all_failed_tasks=r.bool("rerun_all_failed_tasks"),
             rerun_dependent_tasks=r.bool("rerun_dependent_tasks"), latest_repair_id=r.int("latest_repair_id"),
@@ -413,7 +409,7 @@ class JobsApiMixin:
         return {"repair_id": result["repair_id"]}
 
     def op_delete_run(self, r: ApiRequest) -> dict:
-        self._service("delete_run")(r.int("run_id", required=True))
+        self.ws.delete_run(r.int("run_id", required=True))
         return {}
 
     def op_export(self, r: ApiRequest) -> dict:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .._proc import pid_alive
 from . import schema as t
+from .leases import LeaseStore
 
 _JSON_COLUMNS = {
     "settings_json": "settings", "tags_json": "tags", "job_parameters_json": "job_parameters",
@@ -87,7 +88,7 @@ _JSON_FIELDS = {v: k for k, v in _JSON_COLUMNS.items()}  # short name -> column
 
 
 class TokenOfDeletedRun(Exception):
-    """An idempotency token whose run was deleted: a new run with it is refused (reference §7.1)."""
+    """An idempotency token whose run was deleted: a new run with it is refused (databricks-sdk `JobsAPI.run_now`: idempotency_token)."""
 
     def __init__(self, token: str, run_id: int):
         super().__init__(f"idempotency_token {token!r} belongs to run {run_id}, which was deleted; "
@@ -95,8 +96,8 @@ class TokenOfDeletedRun(Exception):
         self.token, self.run_id = token, run_id
 
 
-class Store:
-    """Jobs, runs, task runs, task values and repairs of one workspace folder."""
+class Store(LeaseStore):
+    """Jobs, runs, task runs, task values and repairs of one workspace folder (and leases: `LeaseStore`)."""
 
     def __init__(self, home: str | os.PathLike):
         self.home = Path(home).resolve()

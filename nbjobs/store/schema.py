@@ -108,6 +108,26 @@ MIGRATIONS: list[list[str]] = [
     [  # 4: a run's task runs read in id order without sorting them (10,000-task runs)
         "CREATE INDEX ix_task_runs_run_order ON task_runs (run_id, task_run_id)",
     ],
+    [  # 5: service hosts: leases of once-per-workspace services, and each host's heartbeat and health
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            pid INTEGER,
+            host TEXT,
+            acquired_time INTEGER NOT NULL,
+            renewed_time INTEGER NOT NULL,
+            expires_time INTEGER NOT NULL
+        )""",
+        """CREATE TABLE service_hosts (
+            holder TEXT PRIMARY KEY,
+            pid INTEGER,
+            host TEXT,
+            started_time INTEGER NOT NULL,
+            beat_time INTEGER NOT NULL,
+            expires_time INTEGER NOT NULL,
+            health_json TEXT NOT NULL DEFAULT '{}'
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -169,4 +189,17 @@ deleted_run_tokens = Table(
     "deleted_run_tokens", metadata,
     Column("job_id", Integer), Column("idempotency_token", Text), Column("run_id", Integer),
     Column("deleted_time", Integer),
+)
+
+leases = Table(
+    "leases", metadata,
+    Column("name", Text, primary_key=True), Column("holder", Text), Column("pid", Integer), Column("host", Text),
+    Column("acquired_time", Integer), Column("renewed_time", Integer), Column("expires_time", Integer),
+)
+
+service_hosts = Table(
+    "service_hosts", metadata,
+    Column("holder", Text, primary_key=True), Column("pid", Integer), Column("host", Text),
+    Column("started_time", Integer), Column("beat_time", Integer), Column("expires_time", Integer),
+    Column("health_json", Text),
 )
