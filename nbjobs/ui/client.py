@@ -6,7 +6,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from ..contract import JobsClient
