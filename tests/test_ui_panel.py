@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import write_notebook
+from nbjobs.tasks.registry import TaskKind, register, unregister
 from nbjobs.ui import JobPanel, ui_state
 from nbjobs.ui.editor import new_task
 from nbjobs.ui.states import STATE_NAMES, legend_html, progress
@@ -176,6 +177,91 @@ def test_kinds_and_the_form(workspace, folder):
         new_task([], "sql")
 
 
+class EchoKind(TaskKind):
+    """A task kind a third party registers (metadata only: the panel needs no more)."""
+    field = "echo_task"
+    name = "echo"
+    label = "Echo"
+    needs_compute = False
+
+
+def test_a_registered_task_kind_shows_in_the_kind_menu_and_the_graph(workspace, folder):
+    job = {"name": "echo", "tasks": [{"task_key": "hello", "notebook_task": {"notebook_path": "hello.ipynb"}},
+                                     {"task_key": "say", "depends_on": [{"task_key": "hello"}],
+                                      "echo_task": {"message": "hi"}}]}
+    register(EchoKind)
+    try:
+        panel = JobPanel(job, client=workspace, base_dir=folder)
+        assert ("Echo", "echo") in list(panel.form.kind.options)
+        assert ("Notebook", "notebook") in list(panel.form.kind.options)
+        assert panel.graph.node("say").data["kind"] == "echo" and "kind-echo" in node_classes(panel, "say")
+        assert {e["id"] for e in panel.graph.edges} == {"hello->say"}
+        assert [label.split()[-1] for label, _ in panel.task_list.options] == ["notebook", "echo"]
+        # its form edits the payload (as JSON)
+        panel.select_task("say")
+        assert panel.form.kind.value == "echo"
+        assert json.loads(panel.form.payload.value) == {"message": "hi"}
+        panel.form.payload.value = '{"message": "bye"}'
+        assert panel.task("say")["echo_task"] == {"message": "bye"}
+        # new tasks of that kind: by name, and from the kind menu
+        assert panel.add_task("echo", key="again", message="x", run_if="ALL_DONE") == "again"
+        assert panel.task("again") == {"task_key": "again", "echo_task": {"message": "x"}, "run_if": "ALL_DONE"}
+        panel.add_task(key="switch", notebook_path="hello.ipynb")
+        panel.form.kind.value = "echo"
+        assert panel.task("switch") == {"task_key": "switch", "echo_task": {}}
+        assert panel.graph.node("switch").data["kind"] == "echo"
+    finally:
+        unregister("echo_task")
+    other = JobPanel(job, client=workspace, base_dir=folder)
+    assert "echo" not in [value for _, value in other.form.kind.options]
+    assert other.graph.node("say").data["kind"] == "other"
+
+
+def test_the_monitor_is_woken_from_other_threads():
+    from nbjobs.ui.monitor import RunMonitor
+    lock = threading.Lock()
+    life = {1: "RUNNING", 2: "RUNNING"}
+    updates: list[dict] = []
+
+    def get_run(run_id):
+        with lock:
+            return {"run_id": run_id, "state": {"life_cycle_state": life[run_id]}}
+
+    monitor = RunMonitor(get_run, updates.append, interval=600, settle=0)  # only wakes make it read
+    monitor.watch(1)
+    monitor.watch(2)
+    wakers = [threading.Thread(target=lambda: [monitor.wake(object()) for _ in range(500)]) for _ in range(4)]
+    for t in wakers:
+        t.start()
+    with lock:
+        life[1] = "TERMINATED"
+    for t in wakers:
+        t.join()
+    monitor.wake()
+    deadline = time.monotonic() + 10
+    while monitor.watched != {2} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert monitor.watched == {2}
+    assert any(u["run_id"] == 1 and u["state"]["life_cycle_state"] == "TERMINATED" for u in updates)
+    monitor.stop()
+    time.sleep(0.05)
+    seen = len(updates)
+    monitor.wake()
+    time.sleep(0.1)
+    assert len(updates) == seen and monitor.watched == set()
+
+
+def test_the_graph_follows_a_run_by_its_events(workspace, folder):
+    panel = JobPanel(two_task_job(), client=workspace, base_dir=folder, poll_interval=600)  # no polling
+    run_id = panel.run()
+    assert workspace.wait(run_id, timeout=120)["state"]["result_state"] == "SUCCESS"
+    deadline = time.monotonic() + 10
+    while panel.states != {"hello": "succeeded", "flaky": "succeeded"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert panel.states == {"hello": "succeeded", "flaky": "succeeded"}
+    assert 'data-state="succeeded"' in panel.graph.caption.value
+
+
 def test_export_and_load_round_trip(workspace, folder, tmp_path):
     panel = JobPanel(two_task_job(), client=workspace, base_dir=folder)
     out = panel.export("jobs/two.yml")  # relative to the base folder
@@ -249,6 +335,34 @@ def test_run_in_background_watch_details_and_repair(workspace, folder):
     run = panel.wait(timeout=120)
     assert [r["type"] for r in run["repair_history"]] == ["ORIGINAL", "REPAIR", "REPAIR"]
     assert panel.states == {"hello": "succeeded", "flaky": "succeeded"}
+
+
+def test_repair_failed_keeps_the_dependents_that_succeeded(workspace, folder):
+    """The panel's repair default is every client's (nbjobs.contract.REPAIR_RERUN_DEPENDENT_TASKS):
+    the failed tasks rerun, and after them only the dependents that did not succeed."""
+    from nbjobs.contract import REPAIR_RERUN_DEPENDENT_TASKS
+    assert REPAIR_RERUN_DEPENDENT_TASKS is False
+    job = two_task_job()
+    job["tasks"].append({"task_key": "after", "depends_on": [{"task_key": "flaky"}], "run_if": "ALL_DONE",
+                         "notebook_task": {"notebook_path": "hello.ipynb"}})
+    job["tasks"].append({"task_key": "next", "depends_on": [{"task_key": "flaky"}],
+                         "notebook_task": {"notebook_path": "hello.ipynb"}})
+    (folder / "FAIL").write_text("x")
+    panel = JobPanel(job, client=workspace, base_dir=folder)
+    assert panel.repair_dependents.value is REPAIR_RERUN_DEPENDENT_TASKS  # the Repair tasks… box's check box
+    run_id = panel.run()
+    first = panel.wait(timeout=120)
+    assert panel.states == {"hello": "succeeded", "flaky": "failed", "after": "succeeded", "next": "upstream_failed"}
+    (folder / "FAIL").unlink()
+    panel.repair_button.click()
+    _settle(panel)
+    run = panel.wait(timeout=120)
+    assert panel.states == {"hello": "succeeded", "flaky": "succeeded", "after": "succeeded", "next": "succeeded"}
+    ids = {t["task_key"]: t["run_id"] for t in first["tasks"]}
+    again = {t["task_key"]: t["run_id"] for t in run["tasks"]}
+    assert again["after"] == ids["after"] and again["hello"] == ids["hello"]  # not rerun
+    assert again["flaky"] != ids["flaky"] and again["next"] != ids["next"]
+    assert run["run_id"] == run_id and [r["type"] for r in run["repair_history"]] == ["ORIGINAL", "REPAIR"]
 
 
 def test_two_panels_run_at_once_and_the_caller_stays_free(workspace, folder):

@@ -13,7 +13,7 @@ _EXPORTS = {
     "JobPanel": "nbjobs.ui.panel",
     "STATE_NAMES": "nbjobs.ui.states",
     "default_client": "nbjobs.ui.client",
-    "read_job_file": "nbjobs.ui.panel",
+    "read_job_file": "nbjobs.ui.jobfile",
     "ui_state": "nbjobs.ui.states",
     "use": "nbjobs.ui.client",
 }

@@ -2,20 +2,20 @@
 and links from a kernel to files in the JupyterLab that runs it."""
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
 from urllib.parse import quote
 
+from ..contract import JobsClient
+
 _lock = threading.Lock()
-_default: Any = None
-_workspaces: dict[str, Any] = {}
+_default: JobsClient | None = None
+_workspaces: dict[str, JobsClient] = {}
 
 
-def use(client: Any) -> Any:
+def use(client: JobsClient | None) -> JobsClient | None:
     """Make `client` (a `Workspace` or an `nbjobs.connect(...)` client) the one panels and magics
     use when none is given; `use(None)` goes back to the local workspace of `$NBJOBS_HOME`."""
     global _default
@@ -24,7 +24,7 @@ def use(client: Any) -> Any:
     return client
 
 
-def default_client() -> Any:
+def default_client() -> JobsClient:
     """The client set with `use`, else the Workspace of `$NBJOBS_HOME` (default `./.nbjobs`),
     one per folder for the whole kernel (so every panel shares its background run loop)."""
     with _lock:
@@ -36,20 +36,6 @@ def default_client() -> Any:
         if ws is None:
             ws = _workspaces[home] = Workspace(home)
         return ws
-
-
-def accepts(fn: Callable, name: str) -> bool:
-    """`fn` takes a keyword argument `name` (or **kwargs)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call `fn`, leaving out the keyword arguments it does not take (clients differ slightly)."""
-    return fn(*args, **{k: v for k, v in kwargs.items() if accepts(fn, k)})
 
 
 # -- links into JupyterLab -------------------------------------------------------------------------

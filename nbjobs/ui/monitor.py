@@ -1,5 +1,8 @@
 """Follow runs without blocking the kernel: a daemon thread re-reads runs/get when a RunEvent
-arrives (runs of this kernel) or every `interval` seconds (runs started elsewhere or on a server)."""
+arrives (`wake`, the run's `on_event` handler) or every `interval` seconds (runs started elsewhere).
+
+Thread-safe: `wake` is called on the event bus's subscription thread (nbjobs.events), `watch` and
+`stop` on the kernel's or the panel's worker thread, `on_update` runs on the monitor's own thread."""
 from __future__ import annotations
 
 import threading
@@ -30,19 +33,21 @@ class RunMonitor:
             return set(self._watched)
 
     def watch(self, run_id: int) -> None:
+        """Follow `run_id` (read it at once) until it ends."""
         with self._lock:
             self._watched.add(int(run_id))
+            self._stopped = False
             if self._thread is None or not self._thread.is_alive():
-                self._stopped = False
                 self._thread = threading.Thread(target=self._loop, name="nbjobs-panel-monitor", daemon=True)
                 self._thread.start()
         self._wake.set()
 
-    def wake(self, *_: Any) -> None:
-        """A RunEvent handler: something changed, read the runs now."""
+    def wake(self, event: Any = None) -> None:
+        """A RunEvent handler (any thread): something changed, read the watched runs now."""
         self._wake.set()
 
     def stop(self) -> None:
+        """Stop following: no read starts after this returns (the thread ends at its next turn)."""
         with self._lock:
             self._stopped = True
             self._watched.clear()
@@ -53,9 +58,10 @@ class RunMonitor:
             self._wake.wait(self.interval)
             if self.settle:
                 self._wake.wait(self.settle)  # let a burst of events land, then read once
-            self._wake.clear()
+            self._wake.clear()  # before reading: an event from now on means another read
             with self._lock:
                 if self._stopped:
+                    self._thread = None
                     return
                 watched = sorted(self._watched)
             for run_id in watched:
@@ -66,15 +72,16 @@ class RunMonitor:
                     with self._lock:
                         self._watched.discard(run_id)
                     continue
-                ended = not is_active(run)
-                if ended:
-                    with self._lock:
+                with self._lock:
+                    if run_id not in self._watched:  # stopped meanwhile
+                        continue
+                    if not is_active(run):
                         self._watched.discard(run_id)
                 try:
                     self._on_update(run)
                 except Exception:  # a display problem must not stop the monitor
                     traceback.print_exc()
             with self._lock:
-                if not self._watched:
+                if not self._watched or self._stopped:
                     self._thread = None
                     return
