@@ -3,89 +3,19 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import create_engine, event, func, insert, select, text, update, delete
 from sqlalchemy.engine import Connection, Engine
 
-from .._proc import pid_alive
 from . import schema as t
+from .jobs import JobStore
 from .leases import LeaseStore
-
-_JSON_COLUMNS = {
-    "settings_json": "settings", "tags_json": "tags", "job_parameters_json": "job_parameters",
-    "task_json": "task", "resolved_values_json": "resolved_values", "request_json": "request",
-    "task_run_ids_json": "task_run_ids", "only_json": "only", "input_json": "input",
-}
-
-ACTIVE_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")
-# Active and admitted: these count against a job's max_concurrent_runs (QUEUED runs wait for a slot).
-ADMITTED_STATES = tuple(s for s in ACTIVE_STATES if s != "QUEUED")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def utc_from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-
-def _rows(result) -> list[dict[str, Any]]:
-    """Result rows as dicts, JSON columns decoded under their short names (columns looked up once)."""
-    columns = list(result.keys())
-    names = [_JSON_COLUMNS.get(c, c) for c in columns]
-    decoded = [_JSON_COLUMNS[c] for c in columns if c in _JSON_COLUMNS]
-    loads = json.loads
-    out = []
-    for values in result.all():
-        row = dict(zip(names, values))
-        for name in decoded:
-            value = row[name]
-            if value is not None:
-                row[name] = loads(value)
-        out.append(row)
-    return out
-
-
-def _first(result) -> dict[str, Any] | None:
-    """The first result row as a dict (as `_rows`), or None."""
-    rows = _rows(result)
-    return rows[0] if rows else None
-
-
-def _columns(table: Any, columns: Iterable[str]) -> list[str]:
-    """`columns`, checked to be `table`'s (they are written into SQL text)."""
-    columns = list(columns)
-    unknown = set(columns) - set(table.c.keys())
-    if unknown:
-        raise ValueError(f"{table.name} has no column {', '.join(sorted(unknown))}")
-    return columns
-
-
-def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """One executemany INSERT of rows that have the same keys (known columns of `table`)."""
-    columns = _columns(table, rows[0])
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                         [tuple(row[c] for c in columns) for row in rows])
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=False)
-
-
-def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Short JSON field names (settings, task, ...) back to their columns."""
-    reverse = _JSON_FIELDS
-    return {reverse.get(k, k): (_dumps(v) if k in reverse and v is not None else v) for k, v in fields.items()}
-
-
-_JSON_FIELDS = {v: k for k, v in _JSON_COLUMNS.items()}  # short name -> column
-
+from .repairs import RepairStore
+from .rows import ACTIVE_STATES, ADMITTED_STATES, _columns, _dumps, _encode, _first, _insert_many, now_ms
+from .rows import rows_of as _rows
 
 class TokenOfDeletedRun(Exception):
     """An idempotency token whose run was deleted: a new run with it is refused (databricks-sdk `JobsAPI.run_now`: idempotency_token)."""
@@ -96,8 +26,9 @@ class TokenOfDeletedRun(Exception):
         self.token, self.run_id = token, run_id
 
 
-class Store(LeaseStore):
-    """Jobs, runs, task runs, task values and repairs of one workspace folder (and leases: `LeaseStore`)."""
+class Store(JobStore, RepairStore, LeaseStore):
+    """Runs, task runs and task values of one workspace folder; jobs (`JobStore`), repairs and recovery
+    (`RepairStore`), leases (`LeaseStore`)."""
 
     def __init__(self, home: str | os.PathLike):
         self.home = Path(home).resolve()
@@ -148,38 +79,6 @@ class Store(LeaseStore):
         if count > 1:  # reserve the block: AUTOINCREMENT continues after its last id (the write lock is ours)
             conn.execute(insert(t.run_ids).values(id=first + count - 1, kind=kind))
         return list(range(first, first + count))
-
-    # -- jobs ---------------------------------------------------------------------------------
-    def create_job(self, settings: dict, *, source_path: str | None = None, creator: str = "") -> int:
-        with self._write() as conn:
-            return conn.execute(insert(t.jobs).values(
-                name=settings.get("name") or "Untitled", settings_json=_dumps(settings),
-                tags_json=_dumps(settings.get("tags") or {}), creator_user_name=creator,
-                source_path=source_path, created_time=now_ms())).inserted_primary_key[0]
-
-    def update_job(self, job_id: int, settings: dict, *, source_path: str | None = None) -> None:
-        values = dict(name=settings.get("name") or "Untitled", settings_json=_dumps(settings),
-                      tags_json=_dumps(settings.get("tags") or {}))
-        if source_path is not None:
-            values["source_path"] = source_path
-        with self._write() as conn:
-            conn.execute(update(t.jobs).where(t.jobs.c.job_id == job_id).values(**values))
-
-    def get_job(self, job_id: int) -> dict | None:
-        with self.engine.connect() as conn:
-            return _first(conn.execute(select(t.jobs).where(t.jobs.c.job_id == job_id)))
-
-    def list_jobs(self, *, name: str | None = None) -> list[dict]:
-        """Newest first; `name` matches exactly, case-insensitively (as jobs/list does)."""
-        query = select(t.jobs).order_by(t.jobs.c.job_id.desc())
-        if name is not None:
-            query = query.where(func.lower(t.jobs.c.name) == name.lower())
-        with self.engine.connect() as conn:
-            return _rows(conn.execute(query))
-
-    def delete_job(self, job_id: int) -> None:
-        with self._write() as conn:
-            conn.execute(delete(t.jobs).where(t.jobs.c.job_id == job_id))
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, *, job_id: int | None, settings: dict, job_parameters: list[dict], run_name: str,
@@ -444,16 +343,6 @@ class Store(LeaseStore):
         with self.engine.connect() as conn:
             return _first(conn.execute(select(*columns).where(t.runs.c.run_id == run_id)))
 
-    def job_limits(self, job_id: int) -> dict[str, int | None] | None:
-        """The job's current `timeout_seconds` and `max_concurrent_runs` (read without decoding its
-        settings: a running driver polls them), or None when the job is gone."""
-        settings = t.jobs.c.settings_json
-        query = select(func.json_extract(settings, "$.timeout_seconds"),
-                       func.json_extract(settings, "$.max_concurrent_runs")).where(t.jobs.c.job_id == job_id)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else {"timeout_seconds": row[0], "max_concurrent_runs": row[1]}
-
     def get_task_run(self, task_run_id: int) -> dict | None:
         with self.engine.connect() as conn:
             return _first(conn.execute(select(t.task_runs).where(t.task_runs.c.task_run_id == task_run_id)))
@@ -530,75 +419,6 @@ class Store(LeaseStore):
             for row in conn.execute(select(t.task_values).where(t.task_values.c.run_id == run_id)):
                 out.setdefault(row.task_key, {})[row.key] = json.loads(row.value_json)
         return out
-
-    # -- repairs ------------------------------------------------------------------------------
-    def create_repair(self, run_id: int, request: dict, *, tasks: Iterable[tuple[str, dict]] = (),
-                      settings: dict | None = None, job_parameters: list[dict] | None = None
-                      ) -> tuple[int, dict[str, int]]:
-        """Open a repair of a finished run, in one transaction: the run is PENDING again (with
-        repair_count + 1) and each task to rerun has a new PENDING task run. Returns
-        (repair_id, {task_key: task_run_id})."""
-        tasks = list(tasks)
-        with self._write() as conn:
-            repair_id = self._new_ids(conn, "repair")[0]
-            conn.execute(insert(t.repairs).values(
-                repair_id=repair_id, run_id=run_id, request_json=_dumps(request), life_cycle_state="PENDING",
-                start_time=now_ms()))
-            values = dict(repair_count=t.runs.c.repair_count + 1, life_cycle_state="PENDING", result_state=None,
-                          state_message="", end_time=0, pid=os.getpid(), cancel_requested=0)
-            if settings is not None:
-                values["settings_json"] = _dumps(settings)
-            if job_parameters is not None:
-                values["job_parameters_json"] = _dumps(job_parameters)
-            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
-            ids = self._new_ids(conn, "task", len(tasks))
-            for task_run_id, (key, task) in zip(ids, tasks):
-                conn.execute(update(t.task_runs).where(
-                    (t.task_runs.c.run_id == run_id) & (t.task_runs.c.task_key == key)
-                    & t.task_runs.c.parent_task_run_id.is_(None)).values(is_latest=0))
-                conn.execute(insert(t.task_runs).values(
-                    task_run_id=task_run_id, run_id=run_id, task_key=key, task_json=_dumps(task),
-                    life_cycle_state="PENDING", repair_id=repair_id, original_attempt_run_id=task_run_id))
-        return repair_id, {key: i for i, (key, _) in zip(ids, tasks)}
-
-    def update_repair(self, repair_id: int, **fields) -> None:
-        with self._write() as conn:
-            conn.execute(update(t.repairs).where(t.repairs.c.repair_id == repair_id).values(**_encode(fields)))
-
-    def repairs(self, run_id: int) -> list[dict]:
-        with self.engine.connect() as conn:
-            return _rows(conn.execute(
-                select(t.repairs).where(t.repairs.c.run_id == run_id).order_by(t.repairs.c.repair_id)))
-
-    # -- recovery -----------------------------------------------------------------------------
-    def recover_orphans(self) -> list[int]:
-        """Runs left active by an orchestrator process that no longer exists end as INTERNAL_ERROR.
-
-        Finished task runs, their outputs and task values are kept, so the run can be repaired."""
-        recovered = []
-        with self._write() as conn:
-            rows = conn.execute(select(t.runs.c.run_id, t.runs.c.pid)
-                                .where(t.runs.c.life_cycle_state.in_(ACTIVE_STATES))).all()
-            for run_id, pid in rows:
-                if pid is not None and pid_alive(pid):
-                    continue
-                message = (f"The nbjobs process (pid {pid}) that ran this run ended before the run finished; "
-                           "finished tasks kept their results. Repair the run to finish it.")
-                end = now_ms()
-                conn.execute(update(t.task_runs).where(
-                    (t.task_runs.c.run_id == run_id)
-                    & t.task_runs.c.life_cycle_state.in_(ACTIVE_STATES)).values(
-                    life_cycle_state="INTERNAL_ERROR", result_state="FAILED", state_message=message,
-                    error=message, end_time=end))
-                conn.execute(update(t.repairs).where(
-                    (t.repairs.c.run_id == run_id) & t.repairs.c.life_cycle_state.in_(ACTIVE_STATES)).values(
-                    life_cycle_state="INTERNAL_ERROR", result_state="FAILED", end_time=end))
-                conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(
-                    life_cycle_state="INTERNAL_ERROR", result_state="FAILED", state_message=message,
-                    end_time=end))
-                recovered.append(run_id)
-        return recovered
-
 
 _DEFAULTS = {"life_cycle_state": "PENDING", "state_message": "", "attempt_number": 0, "execution_count": 0,
              "is_latest": 1, "compute": "local", "start_time": 0, "end_time": 0, "cancel_requested": 0}
