@@ -215,6 +215,9 @@ class ForEachKind(TaskKind):
                                      state_message=f"{len(rows)} iteration{'s' if len(rows) != 1 else ''} succeeded")
         return Outcome.failed(message, resolved_values={})
 
+    def progress(self, iterations) -> dict:
+        return stats(iterations)
+
     def run_json(self, out: dict, row: dict, iterations) -> None:
         if iterations is not None:
             out["for_each_task"] = {**out["for_each_task"], "stats": stats(iterations)}

@@ -76,7 +76,8 @@ class NotebookKind(TaskKind):
             path, parameters, context, path.parent, backend=target.backend, kernel=target.kernel,
             environment=target.environment))
 
-    def notebook_path(self, payload) -> str | None:
+    def notebook_path(self, task) -> str | None:
+        payload = self.payload(task)
         return payload.notebook_path if payload is not None else None
 
     def output_json(self, out: dict, row: dict) -> None:

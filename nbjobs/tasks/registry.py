@@ -145,8 +145,12 @@ class TaskKind:
             value = self.model.model_validate(value)
         return value
 
-    def notebook_path(self, payload: Any) -> str | None:
+    def notebook_path(self, task: Any) -> str | None:
         """The notebook a `{{task.notebook_path}}` reference names (notebook tasks only)."""
+        return None
+
+    def progress(self, iterations: Any) -> dict | None:
+        """The `stats` of a `task_progress` event, from the iteration states (for-each)."""
         return None
 
     def run_json(self, out: dict, row: dict, iterations: list[dict] | None) -> None:
