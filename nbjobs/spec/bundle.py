@@ -1,4 +1,4 @@
-"""Databricks Asset Bundles (reference §9): ``databricks.yml`` with include, variables and targets."""
+"""Databricks Asset Bundles (Databricks docs, "bundle configuration"): ``databricks.yml`` with include, variables and targets."""
 from __future__ import annotations
 
 import difflib
@@ -203,7 +203,7 @@ class _Bundle:
             raise JobDefinitionError([Problem(f"resources.jobs.{key}", "a job must be a map of JobSettings fields",
                                               "write name:, tasks: ... under the job's key")], source=self.source)
         if settings.get("queue") is None:
-            settings["queue"] = {"enabled": True}  # bundles turn queueing on (reference §9)
+            settings["queue"] = {"enabled": True}  # bundles turn queueing on (Databricks docs, bundle job defaults)
         settings = resolve_job_paths(settings, self.root_dir)
         try:
             model = parse_job_settings(settings, base_dir=self.root_dir)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ..errors import JobDefinitionError, Problem
 from ..plan import find_cycle
 from ..states import RunIf
-from ..tasks.registry import kind_for_field, kinds
+from ..tasks.registry import kind_for_field, kinds, version
 from .models import TASK_TYPES, JobSettings, Task, as_text
 
 _TASK_FIELDS = frozenset(Task.model_fields)
@@ -432,10 +432,9 @@ class _Checker:
             if outcome not in ("true", "false"):
                 self.add(f"{path}.outcome", f"'{outcome}' is not a condition outcome", 'use "true" or "false"')
             upstream_task = self.by_key.get(up)
-            if upstream_task is not None and not any(k.has_outcome and upstream_task.get(k.field) is not None
-                                                     for k in kinds()):
+            if upstream_task is not None and not any(upstream_task.get(f) is not None for f in _outcome_fields()):
                 kind = next((t for t in _task_types() if upstream_task.get(t) is not None), "task without a type")
-                with_outcome = " or ".join(k.field for k in kinds() if k.has_outcome)
+                with_outcome = " or ".join(_outcome_fields())
                 self.add(f"{path}.outcome", f"outcome is only allowed after a condition task, "
                          f"and '{up}' is a {kind}", f"remove outcome, or make '{up}' a {with_outcome}")
 
@@ -540,9 +539,25 @@ def job_notes(data: Any) -> list[Problem]:
     return notes
 
 
+_types_cache: tuple[int, list[str], tuple[str, ...]] = (-1, [], ())
+
+
 def _task_types() -> list[str]:
     """The Jobs API task types, and the fields plug-in kinds registered."""
-    return list(TASK_TYPES) + [k.field for k in kinds() if k.field not in TASK_TYPES]
+    return _types()[1]
+
+
+def _outcome_fields() -> tuple[str, ...]:
+    """The task types that end with an outcome `depends_on[].outcome` may test (conditions)."""
+    return _types()[2]
+
+
+def _types() -> tuple[int, list[str], tuple[str, ...]]:
+    global _types_cache
+    if _types_cache[0] != version():
+        _types_cache = (version(), list(TASK_TYPES) + [k.field for k in kinds() if k.field not in TASK_TYPES],
+                        tuple(k.field for k in kinds() if k.has_outcome))
+    return _types_cache
 
 
 def _runnable() -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..refs import ReferenceResolutionError, RefContext, is_reference_only, render_value, resolve, value_of
 from ..states import ConditionOp, ResultState
-from .api_model import ApiModel, Text
+from .api_model import ApiModel, Text, as_text
 from .registry import Outcome, TaskKind, TaskRun
 
 _NUMERIC = {
@@ -74,7 +74,6 @@ class ConditionKind(TaskKind):
     model = ConditionTask
 
     def validate(self, payload, path, check, *, upstream, nested):
-        from .api_model import as_text
         op = as_text(payload.get("op"))
         if op is None:
             check.add(f"{path}.op", "a value is required", "use one of " + ", ".join(_OPS))

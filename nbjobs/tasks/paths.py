@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .registry import PathField, kinds
+from .registry import PathField, kinds, version
 
 # Paths of task types nbjobs does not run (yet): still resolved so the settings stay portable.
 OTHER_PATH_FIELDS: dict[str, tuple[PathField, ...]] = {
@@ -18,17 +18,26 @@ LIBRARY_PATH = PathField(("requirements",), "file")
 PathFix = Callable[[Any, str, dict, str], Any]
 
 
+_cache: tuple[int, dict, dict] = (-1, {}, {})
+
+
+def _fields() -> tuple[dict[str, tuple[PathField, ...]], dict[str, tuple[str, ...]]]:
+    global _cache
+    if _cache[0] != version():
+        paths = dict(OTHER_PATH_FIELDS)
+        paths.update({k.field: k.path_fields for k in kinds() if k.path_fields})
+        _cache = (version(), paths, {k.field: k.nested_tasks for k in kinds() if k.nested_tasks})
+    return _cache[1], _cache[2]
+
+
 def path_fields() -> dict[str, tuple[PathField, ...]]:
     """{payload field: its path fields}, of every registered kind (and the types nbjobs does not run)."""
-    out = dict(OTHER_PATH_FIELDS)
-    for kind in kinds():
-        if kind.path_fields:
-            out[kind.field] = kind.path_fields
-    return out
+    return dict(_fields()[0])
 
 
 def nested_task_fields() -> dict[str, tuple[str, ...]]:
-    return {kind.field: kind.nested_tasks for kind in kinds() if kind.nested_tasks}
+    """{payload field: its keys holding a nested task} (for_each_task: task)."""
+    return dict(_fields()[1])
 
 
 def map_task_paths(task: Any, fix: PathFix, label: str = "", *, kinds_only: bool = False,
@@ -36,8 +45,10 @@ def map_task_paths(task: Any, fix: PathFix, label: str = "", *, kinds_only: bool
     """A copy of `task` (a Task JSON dict) with `fix` applied to every path it names, nested tasks
     included; containers along the way are copied, the rest shared. `kinds_only`: only the paths of
     registered kinds; `libraries`: also `libraries[].requirements`."""
-    fields = {k: v for k, v in path_fields().items() if not kinds_only or k not in OTHER_PATH_FIELDS}
-    return _map(task, fix, label, fields, nested_task_fields(), libraries)
+    fields, nested = _fields()
+    if kinds_only:
+        fields = {k: v for k, v in fields.items() if k not in OTHER_PATH_FIELDS}
+    return _map(task, fix, label, fields, nested, libraries)
 
 
 def _map(task: Any, fix: PathFix, label: str, fields: dict, nested: dict, libraries: bool) -> Any:

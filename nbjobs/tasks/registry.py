@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..states import ResultState
 
 __all__ = ["ENTRY_POINT_GROUP", "Checks", "Outcome", "PathField", "TaskKind", "TaskRun", "kind_for_field",
-           "kind_named", "kind_of", "kinds", "register", "unregister"]
+           "kind_named", "kind_of", "kinds", "register", "reload_entry_points", "unregister", "version"]
 
 ENTRY_POINT_GROUP = "nbjobs.task_kinds"
 
@@ -170,6 +170,13 @@ _BUILTIN = (  # module:attribute of the kinds nbjobs ships
     "nbjobs.tasks.run_job:RunJobKind",
 )
 _loaded = False
+_version = 0  # bumped by every change, for callers that cache what they derive from the kinds
+
+
+def version() -> int:
+    """A number that changes whenever the registered kinds change."""
+    _load()
+    return _version
 
 
 def register(kind: TaskKind | type[TaskKind]) -> TaskKind:
@@ -180,16 +187,20 @@ def register(kind: TaskKind | type[TaskKind]) -> TaskKind:
     if not instance.field or not instance.field.endswith("_task"):
         raise ValueError(f"TaskKind {type(instance).__name__}: field must name a Jobs API payload "
                          f"field ending in _task, got {instance.field!r}")
+    global _version
     _load()
     with _LOCK:
         _KINDS[instance.field] = instance
+        _version += 1
     return instance
 
 
 def unregister(field: str) -> None:
+    global _version
     _load()
     with _LOCK:
         _KINDS.pop(field, None)
+        _version += 1
 
 
 def _entry_points() -> list:
@@ -225,10 +236,11 @@ def _load() -> None:
 
 def reload_entry_points() -> None:
     """Forget the registered kinds; the next lookup loads the built-ins and entry points again."""
-    global _loaded
+    global _loaded, _version
     with _LOCK:
         _KINDS.clear()
         _loaded = False
+        _version += 1
 
 
 def kinds() -> list[TaskKind]:
