@@ -16,6 +16,7 @@ from ..errors import JobDefinitionError, Problem
 from ..plan import find_cycle
 from ..states import RunIf
 from ..tasks.registry import kind_for_field, kinds, version
+from .health import health_problems, job_notes  # noqa: F401 (job_notes: part of this module's API)
 from .models import TASK_TYPES, JobSettings, Task, as_text
 
 _TASK_FIELDS = frozenset(Task.model_fields)
@@ -486,57 +487,6 @@ class _Checker:
             except ImportError:
                 self._refs = False
         return self._refs or None
-
-
-HEALTH_METRICS = ("RUN_DURATION_SECONDS", "STREAMING_BACKLOG_BYTES", "STREAMING_BACKLOG_RECORDS",
-                  "STREAMING_BACKLOG_SECONDS", "STREAMING_BACKLOG_FILES")  # databricks-sdk jobs.JobsHealthMetric
-
-
-def health_problems(health: Any, path: str) -> list[tuple[bool, Problem]]:
-    """(is a note, problem) of `health.rules` (databricks-sdk `jobs.JobsHealthRules`). RUN_DURATION_SECONDS
-    GREATER_THAN n is watched locally (a `duration_warning` event); streaming backlog metrics are accepted
-    but have no local meaning (a note)."""
-    rules = health.get("rules") if isinstance(health, dict) else None
-    if rules is None:
-        return []
-    if not isinstance(rules, list):
-        return [(False, Problem(f"{path}.rules", f"must be a list of rules, not {_show(rules)}",
-                                "write rules: [{metric: RUN_DURATION_SECONDS, op: GREATER_THAN, value: n}]"))]
-    out = []
-    for i, rule in enumerate(rules):
-        where = f"{path}.rules[{i}]"
-        if not isinstance(rule, dict):
-            out.append((False, Problem(where, f"must be a map of fields, not {_show(rule)}",
-                                       "write {metric: RUN_DURATION_SECONDS, op: GREATER_THAN, value: n}")))
-            continue
-        metric, op, value = as_text(rule.get("metric")), as_text(rule.get("op")), rule.get("value")
-        if metric not in HEALTH_METRICS:
-            out.append((False, Problem(f"{where}.metric", f"{_show(metric)} is not a health metric",
-                                       "use one of " + ", ".join(HEALTH_METRICS))))
-        elif metric != "RUN_DURATION_SECONDS":
-            out.append((True, Problem(f"{where}.metric", f"{metric} has no local meaning (nbjobs runs no "
-                                      "streams): the rule is kept but never fires",
-                                      "use RUN_DURATION_SECONDS to be warned about long runs")))
-        if op != "GREATER_THAN":
-            out.append((False, Problem(f"{where}.op", f"{_show(op)} is not a health rule operator",
-                                       "use GREATER_THAN")))
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            out.append((False, Problem(f"{where}.value", f"must be a whole number of at least 0, not {_show(value)}",
-                                       "give the threshold (seconds, for RUN_DURATION_SECONDS)")))
-    return out
-
-
-def job_notes(data: Any) -> list[Problem]:
-    """What a valid job asks for that nbjobs accepts but cannot honour locally (shown as notes)."""
-    if not isinstance(data, Mapping):
-        return []
-    notes = [p for note, p in health_problems(data.get("health"), "health") if note]
-    tasks = data.get("tasks")
-    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
-        if isinstance(task, dict):
-            label = f"tasks[{i}]" + _key_label(task)
-            notes += [p for note, p in health_problems(task.get("health"), f"{label}.health") if note]
-    return notes
 
 
 _types_cache: tuple[int, list[str], tuple[str, ...]] = (-1, [], ())
