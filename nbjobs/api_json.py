@@ -1,10 +1,13 @@
-"""Jobs API JSON shapes (reference §6–7) built from store rows. Pure: no I/O."""
+"""Jobs API JSON shapes (jobs/get, runs/get, runs/get-output: databricks-sdk `jobs.Job`, `jobs.Run`,
+`jobs.RunTask`, `jobs.RunOutput`) built from store rows; each task kind adds its own fields
+(`TaskKind.run_json`, `TaskKind.output_json`). Pure: no I/O."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from .states import LifeCycleState, ResultState, state_json, status_json
+from .tasks.registry import kind_of
 
 OUTPUT_LIMIT = 5 * 1024 * 1024  # notebook_output.result: first 5 MB; logs: last 5 MB
 
@@ -56,13 +59,11 @@ def task_run_json(row: dict, *, iterations: list[dict] | None = None) -> dict:
     })
     if row.get("resolved_values"):
         out["resolved_values"] = row["resolved_values"]
-    if row.get("condition_outcome") is not None and "condition_task" in out:
-        out["condition_task"] = {**out["condition_task"], "outcome": row["condition_outcome"]}
-    if iterations is not None and "for_each_task" in out:
-        from .tasks.for_each import stats
-        out["for_each_task"] = {**out["for_each_task"], "stats": stats(iterations)}
-    if row.get("execution_count") and row.get("compute") and ("notebook_task" in out or "spark_python_task" in out):
-        out["cluster_instance"] = {"cluster_id": row["compute"]}  # the compute that ran it (nbjobs.compute)
+    kind = kind_of(row["task"])
+    if kind is not None:
+        kind.run_json(out, row, iterations)
+        if kind.needs_compute and row.get("execution_count") and row.get("compute"):
+            out["cluster_instance"] = {"cluster_id": row["compute"]}  # the compute that ran it (nbjobs.compute)
     page = row.get("output_path") or row.get("logs_path")
     if page:
         out["run_page_url"] = Path(page).as_uri()
@@ -144,13 +145,9 @@ def run_output_json(task_row: dict, run: dict, *, logs: str | None = None) -> di
     """A `RunOutput` (runs/get-output) of one task run."""
     out: dict[str, Any] = {"metadata": {**task_run_json(task_row), "job_id": run.get("job_id"),
                                         "job_run_id": run["run_id"]}}
-    task = task_row["task"]
-    if "notebook_task" in task:
-        result = task_row.get("exit_value")
-        out["notebook_output"] = ({"result": result[:OUTPUT_LIMIT], "truncated": len(result) > OUTPUT_LIMIT}
-                                  if result is not None else {})
-    if "run_job_task" in task and task_row.get("child_run_id"):
-        out["run_job_output"] = {"run_id": task_row["child_run_id"]}
+    kind = kind_of(task_row["task"])
+    if kind is not None:
+        kind.output_json(out, task_row)
     if logs is not None:
         out["logs"] = logs[-OUTPUT_LIMIT:]
         out["logs_truncated"] = len(logs) > OUTPUT_LIMIT

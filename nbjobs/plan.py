@@ -3,7 +3,7 @@
 No I/O. Everything is O(V+E): each task is decided once, when the last of its dependencies
 finishes, by looking at its own edges (in-degree counting).
 
-Repair (reference §7.3): ``selection = repair_selection(graph, results, ...)`` is the set of tasks
+Repair (Jobs API runs/repair): ``selection = repair_selection(graph, results, ...)`` is the set of tasks
 to plan again; every other task keeps its previous result and is passed as ``done``::
 
     done = {k: (results[k], outcomes.get(k)) for k in graph.tasks if k not in selection}
@@ -12,7 +12,7 @@ to plan again; every other task keeps its previous result and is passed as ``don
 (``repair_selection`` always selects tasks that have no previous result, so ``done`` covers the
 rest.) Condition tasks in ``done`` must keep their outcome so their branches decide again.
 
-Retries (reference §10.1): ``retry_delay(policy, ...)`` says whether a finished attempt is retried
+Retries (the task settings max_retries, min_retry_interval_millis, retry_on_timeout): ``retry_delay(policy, ...)`` says whether a finished attempt is retried
 and after how long. For-each repairs and retries: ``iterations_to_reuse`` says which iterations of
 the previous for-each task run keep their result. ``select_only`` is run-now's ``only``.
 """
@@ -183,7 +183,7 @@ def edge_state(dep: Dependency, result: ResultState, outcome: str | None) -> Res
 
 
 def decide(run_if: RunIf, edges: Sequence[ResultState]) -> ResultState | None:
-    """The run_if rule (reference §2.3) over finished edges: None = run it, else the skip state.
+    """The run_if rule (Jobs API `Task.run_if`, databricks-sdk `jobs.RunIf`) over finished edges: None = run it, else the skip state.
 
     A DISABLED parent is done but neither succeeded nor failed; when a condition cannot be met
     because of disabled parents, the task is DISABLED too (Databricks "Disabled tasks" page)."""
@@ -367,7 +367,7 @@ class Planner:
 
     # -- result
     def job_result(self) -> ResultState:
-        """Decided by the leaf tasks (reference §2.3); raises ValueError before the run finished."""
+        """Decided by the leaf tasks (Jobs API docs, "run if dependencies"); raises ValueError before the run finished."""
         if not self.finished:
             missing = [k for k in self.graph.tasks if k not in self._results]
             raise ValueError("the run has unfinished tasks: " + ", ".join(missing[:10]))
@@ -395,7 +395,7 @@ _RERUN_FAILED = frozenset(r for r in ResultState if r.is_failure or r.is_cancele
 def repair_selection(graph: JobGraph, results: Mapping[str, ResultState], *,
                      rerun_tasks: Iterable[str] | None = None, rerun_all_failed: bool = False,
                      rerun_dependent_tasks: bool = False) -> set[str]:
-    """The tasks a repair plans again (reference §7.3).
+    """The tasks a repair plans again (Jobs API runs/repair: rerun_tasks, rerun_all_failed_tasks, rerun_dependent_tasks).
 
     ``rerun_all_failed``: FAILED, TIMEDOUT, CANCELED, UPSTREAM_FAILED, UPSTREAM_CANCELED (and
     MAXIMUM_CONCURRENT_RUNS_REACHED); or ``rerun_tasks``: those named. Exactly one of the two.
@@ -429,7 +429,7 @@ def repair_selection(graph: JobGraph, results: Mapping[str, ResultState], *,
 
 
 def select_only(graph: JobGraph, only: Iterable[str]) -> set[str]:
-    """The tasks run-now's ``only`` selects (reference §7.1): ``key``; ``+key`` adds everything
+    """The tasks run-now's ``only`` selects (Jobs API jobs/run-now `only`): ``key``; ``+key`` adds everything
     upstream of it, ``key+`` everything downstream, ``+key+`` both. Raises ValueError naming an
     unknown key."""
     selected: set[str] = set()
@@ -458,7 +458,7 @@ def select_only(graph: JobGraph, only: Iterable[str]) -> set[str]:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """A task's retry settings (reference §10.1). ``max_retries=-1`` retries forever."""
+    """A task's retry settings (databricks-sdk `jobs.Task.max_retries` and friends). ``max_retries=-1`` retries forever."""
 
     max_retries: int = 0
     min_retry_interval_millis: int = 0

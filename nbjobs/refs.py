@@ -261,7 +261,7 @@ def _problem(ref: Reference, job_parameters, task_keys, upstream, in_for_each) -
 def malformed_references(text: str) -> list[str]:
     """Warnings for ``{{...}}`` text that looks like a known-namespace reference but does not parse.
 
-    Such text is left as is at run time (reference §5), which is rarely what the author meant:
+    Such text is left as is at run time (Databricks docs, "dynamic value references"), which is rarely what the author meant:
     ``{{tasks.my-task.values.x}}`` needs back-quotes: ``{{tasks.`my-task`.values.x}}``.
     """
     if not isinstance(text, str):

@@ -1,5 +1,4 @@
-"""Run and task states, named as the Jobs API names them (databricks-sdk `jobs.RunLifeCycleState`,
-`RunResultState`, `RunLifecycleStateV2State`, `TerminationCodeCode`)."""
+"""Run and task states, named as the Jobs API names them (databricks-sdk `jobs.RunLifeCycleState`, `jobs.RunResultState`, `jobs.RunStatus`)."""
 from __future__ import annotations
 
 from enum import Enum
@@ -40,7 +39,7 @@ class ResultState(_StrEnum):
 
     @property
     def is_success(self) -> bool:
-        """Counts as success for downstream run_if (EXCLUDED and DISABLED do: the Jobs docs' "Run if dependencies" page)."""
+        """Counts as success for downstream run_if (EXCLUDED and DISABLED do, as in the Jobs API docs on run_if)."""
         return self in _SUCCESS_KIND
 
     @property
@@ -87,18 +86,7 @@ class ConditionOp(_StrEnum):
     LESS_THAN_OR_EQUAL = "LESS_THAN_OR_EQUAL"
 
 
-class TriggerType(_StrEnum):
-    ONE_TIME = "ONE_TIME"
-    PERIODIC = "PERIODIC"
-    RETRY = "RETRY"
-    RUN_JOB_TASK = "RUN_JOB_TASK"
-    FILE_ARRIVAL = "FILE_ARRIVAL"
-    TABLE = "TABLE"
-    CONTINUOUS = "CONTINUOUS"
-
-
-# `status` (databricks-sdk `jobs.RunStatus`: state + termination_details), derived from
-# (life_cycle_state, result_state).
+# status (databricks-sdk `jobs.RunStatus`: state and termination_details), derived from (life_cycle_state, result_state).
 _STATUS_STATE = {
     LifeCycleState.QUEUED: "QUEUED", LifeCycleState.PENDING: "PENDING", LifeCycleState.RUNNING: "RUNNING",
     LifeCycleState.TERMINATING: "TERMINATING", LifeCycleState.TERMINATED: "TERMINATED",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nbjobs.spec import JobDefinitionError, Problem, find_cycle, parse_job_settings, validate_job_settings
+from nbjobs.spec import JobDefinitionError, Problem, parse_job_settings, validate_job_settings
+from nbjobs.spec.validate import cycle_in_run_order
 
 
 def nb(path="a.ipynb", **params):
@@ -155,15 +156,15 @@ def test_cycle_is_printed():
     ({"x": [], "a": ["c"], "b": ["a"], "c": ["b"]}, ["a", "b", "c", "a"]),
     ({"a": ["missing"]}, None),
 ])
-def test_find_cycle(deps, cycle):
-    assert find_cycle(deps) == cycle
+def test_cycle_in_run_order(deps, cycle):
+    assert cycle_in_run_order(deps) == cycle
 
 
-def test_find_cycle_long_chain_no_recursion_limit():
+def test_cycle_in_run_order_long_chain_no_recursion_limit():
     deps = {f"t{i}": [f"t{i - 1}"] if i else [] for i in range(5000)}
-    assert find_cycle(deps) is None
+    assert cycle_in_run_order(deps) is None
     deps["t0"] = ["t4999"]
-    cycle = find_cycle(deps)
+    cycle = cycle_in_run_order(deps)
     assert cycle[0] == cycle[-1] == "t0" and len(cycle) == 5001
 
 

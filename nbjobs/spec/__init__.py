@@ -1,5 +1,6 @@
 """The job model, its loaders (JSON, YAML, bundles) and validation."""
-from .load import LoadedJob, load_job, parse_job_settings
+from .job_file import load_job
+from .load import LoadedJob, parse_job_settings
 from .models import (
     ConditionTask,
     ForEachTask,
@@ -11,7 +12,7 @@ from .models import (
     Task,
     TaskDependency,
 )
-from .validate import JobDefinitionError, Problem, find_cycle, validate_job_settings
+from .validate import JobDefinitionError, Problem, validate_job_settings
 
 __all__ = [
     "ConditionTask",
@@ -26,7 +27,6 @@ __all__ = [
     "SparkPythonTask",
     "Task",
     "TaskDependency",
-    "find_cycle",
     "load_job",
     "parse_job_settings",
     "validate_job_settings",

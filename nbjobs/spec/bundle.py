@@ -1,4 +1,4 @@
-"""Databricks Asset Bundles (reference §9): ``databricks.yml`` with include, variables and targets."""
+"""Databricks Asset Bundles (Databricks docs, "bundle configuration"): ``databricks.yml`` with include, variables and targets."""
 from __future__ import annotations
 
 import difflib
@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..tasks.paths import map_task_paths
 from .load import BUNDLE_FILES, LoadedJob, Located, parse_job_settings, read_document, resolve_job_paths
 from .models import as_text
 from .validate import JobDefinitionError, Problem
@@ -130,35 +131,16 @@ def _dedupe_depends_on(task: Any) -> Any:
 
 def _annotate(doc: dict, base_dir: Path) -> dict:
     """Mark the task paths of a bundle document with the document's directory (in place)."""
+    def mark(value: Any, what: str, holder: dict, label: str) -> Any:
+        return Located(value, base_dir) if isinstance(value, str) else value
+
     places = [doc] + [t for key in ("targets", "environments") if isinstance(doc.get(key), dict)
                       for t in doc[key].values() if isinstance(t, dict)]
     for place in places:
         for job in _jobs(place).values():
             if isinstance(job, dict) and isinstance(job.get("tasks"), list):
-                for task in job["tasks"]:
-                    _mark_task(task, base_dir)
+                job["tasks"] = [map_task_paths(task, mark) for task in job["tasks"]]
     return doc
-
-
-def _mark_task(task: Any, base_dir: Path) -> None:
-    if not isinstance(task, dict):
-        return
-
-    def mark(holder: Any, field: str) -> None:
-        if isinstance(holder, dict) and isinstance(holder.get(field), str):
-            holder[field] = Located(holder[field], base_dir)
-
-    mark(task.get("notebook_task"), "notebook_path")
-    mark(task.get("spark_python_task"), "python_file")
-    mark(task.get("dbt_task"), "project_directory")
-    sql = task.get("sql_task")
-    mark(sql.get("file") if isinstance(sql, dict) else None, "path")
-    libraries = task.get("libraries")
-    for lib in libraries if isinstance(libraries, list) else []:
-        mark(lib, "requirements")
-    loop = task.get("for_each_task")
-    if isinstance(loop, dict):
-        _mark_task(loop.get("task"), base_dir)
 
 
 # -- the bundle ----------------------------------------------------------------------------------
@@ -221,7 +203,7 @@ class _Bundle:
             raise JobDefinitionError([Problem(f"resources.jobs.{key}", "a job must be a map of JobSettings fields",
                                               "write name:, tasks: ... under the job's key")], source=self.source)
         if settings.get("queue") is None:
-            settings["queue"] = {"enabled": True}  # bundles turn queueing on (reference §9)
+            settings["queue"] = {"enabled": True}  # bundles turn queueing on (Databricks docs, bundle job defaults)
         settings = resolve_job_paths(settings, self.root_dir)
         try:
             model = parse_job_settings(settings, base_dir=self.root_dir)

@@ -1,16 +1,20 @@
-"""Read a job from JSON or YAML (JobSettings, a jobs/get dump, a jobs/create body) or a bundle."""
+"""Read job documents (JSON or YAML: JobSettings, a jobs/get dump, a jobs/create body), validate them and
+make their task file paths absolute. `nbjobs.spec.job_file.load_job` picks this or a bundle."""
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..tasks.paths import map_task_paths
 from .models import JobSettings, as_text
-from .validate import JobDefinitionError, Problem, find_source_file, is_remote_path, validate_job_settings
+from .validate import (JobDefinitionError, Problem, find_source_file, is_remote_path, job_notes,
+                       validate_job_settings)
 
 BUNDLE_FILES = ("databricks.yml", "databricks.yaml")
 
@@ -28,33 +32,6 @@ class Located:
     """A path value remembered with the directory of the file that declared it (bundles)."""
     value: Any
     base_dir: Path
-
-
-def load_job(path: str | os.PathLike, *, job: str | None = None, target: str | None = None,
-             variables: dict[str, str] | None = None) -> LoadedJob:
-    """Load and validate a job file; raises JobDefinitionError listing every problem.
-
-    ``path``: a .json/.yml/.yaml JobSettings file, a jobs/get dump, a jobs/create body, a bundle
-    ``databricks.yml`` (or a bundle folder, or a bundle resource file). ``job``, ``target`` and
-    ``variables`` (``--var`` values) apply to bundles.
-    """
-    path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
-    if path.is_dir():
-        found = [path / n for n in BUNDLE_FILES if (path / n).is_file()]
-        if not found:
-            raise JobDefinitionError([Problem("", f"{path} is a folder without a databricks.yml",
-                                              "give the path of a job file or of a bundle folder")])
-        path = found[0]
-    data = read_document(path)
-    if is_bundle(path, data):
-        from .bundle import load_bundle
-        return load_bundle(path, data, job=job, target=target, variables=variables)
-    settings = job_settings_of(data, path)
-    if job is not None and as_text(settings.get("name")) != job:
-        raise JobDefinitionError([Problem("name", f"{path.name} holds the job "
-                                          f"'{settings.get('name', 'Untitled')}', not '{job}'",
-                                          "leave out the job name, or give the right file")], source=path)
-    return LoadedJob(parse_job_settings(settings, base_dir=path.parent, source=path), path)
 
 
 def read_document(path: Path) -> Any:
@@ -110,15 +87,12 @@ def parse_job_settings(data: dict | JobSettings, *, base_dir: Path,
     problems = validate_job_settings(data, base_dir=base_dir)
     if problems:
         raise JobDefinitionError(problems, source=source)
+    for note in job_notes(data):
+        warnings.warn(f"nbjobs: {note}", UserWarning, stacklevel=2)
     return JobSettings.model_validate(resolve_job_paths(data, Path(base_dir)))
 
 
 # -- paths ---------------------------------------------------------------------------------------
-
-# (payload field, path field, kind) of the task fields that name a file
-_PATH_FIELDS = (("notebook_task", "notebook_path", "notebook"), ("spark_python_task", "python_file", "script"),
-                ("dbt_task", "project_directory", "dir"))
-
 
 def resolve_job_paths(data: dict, base_dir: Path) -> dict:
     """A copy of ``data`` whose task file paths are absolute (unless the job uses git_source).
@@ -127,38 +101,18 @@ def resolve_job_paths(data: dict, base_dir: Path) -> dict:
     """
     data = dict(data)
     keep = data.get("git_source") is not None
+
+    def fix(value: Any, what: str, holder: dict, label: str) -> Any:
+        return _resolve(value, base_dir, what, keep or _is_git(holder))
+
     if isinstance(data.get("tasks"), list):
-        data["tasks"] = [_resolve_task(t, base_dir, keep) for t in data["tasks"]]
+        data["tasks"] = [map_task_paths(t, fix) for t in data["tasks"]]
     return strip_located(data)
 
 
 def _is_git(payload: dict) -> bool:
     source = as_text(payload.get("source"))
     return isinstance(source, str) and source.upper() == "GIT"
-
-
-def _resolve_task(task: Any, base_dir: Path, keep: bool) -> Any:
-    if not isinstance(task, dict):
-        return task
-    task = dict(task)
-    for payload_key, field, kind in _PATH_FIELDS:
-        payload = task.get(payload_key)
-        if isinstance(payload, dict) and field in payload:
-            task[payload_key] = {**payload, field: _resolve(payload[field], base_dir, kind,
-                                                           keep or _is_git(payload))}
-    sql = task.get("sql_task")
-    if isinstance(sql, dict) and isinstance(sql.get("file"), dict) and "path" in sql["file"]:
-        file = sql["file"]
-        task["sql_task"] = {**sql, "file": {**file, "path": _resolve(file["path"], base_dir, "file",
-                                                                      keep or _is_git(file))}}
-    libraries = task.get("libraries")
-    if isinstance(libraries, list):
-        task["libraries"] = [{**lib, "requirements": _resolve(lib["requirements"], base_dir, "file", keep)}
-                             if isinstance(lib, dict) and "requirements" in lib else lib for lib in libraries]
-    loop = task.get("for_each_task")
-    if isinstance(loop, dict) and isinstance(loop.get("task"), dict):
-        task["for_each_task"] = {**loop, "task": _resolve_task(loop["task"], base_dir, keep)}
-    return task
 
 
 def _resolve(value: Any, base_dir: Path, kind: str, keep: bool) -> Any:

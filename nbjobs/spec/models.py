@@ -1,90 +1,42 @@
-"""The job model: pydantic v2 models named as the Jobs API names them (reference §1).
+"""The job model: pydantic v2 models named as the Jobs API (and databricks-sdk `service.jobs`) names them.
 
 Every model keeps fields it does not declare (``extra="allow"``), so Databricks-only settings
 (clusters, permissions, anything new) survive a load and are echoed back by ``model_dump``.
 Scalars written in YAML without quotes (``limit: 10``, ``flag: true``) become the text Databricks
-would see (``"10"``, ``"true"``) wherever the API wants a string.
+would see (``"10"``, ``"true"``) wherever the API wants a string. The payload model of each task
+type nbjobs runs lives with its kind (`nbjobs.tasks.<kind>`); a task type a plug-in registers is kept
+as JSON here and read through its kind's model (`TaskKind.payload`).
 """
 from __future__ import annotations
 
-import datetime
-import json
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
-# Every task type of reference §1.2 (a task has exactly one); dbt_cloud_task is dbt_platform_task's old name.
+from ..tasks.api_model import ApiModel, Text, as_text
+from ..tasks.condition import ConditionTask
+from ..tasks.for_each import ForEachTask
+from ..tasks.notebook import NotebookTask
+from ..tasks.python_script import SparkPythonTask
+from ..tasks.run_job import RunJobTask
+
+__all__ = ["ApiModel", "ConditionTask", "CronSchedule", "ForEachTask", "JobCluster", "JobEnvironment",
+           "JobParameterDefinition", "JobSettings", "NotebookTask", "QueueSettings", "RunJobTask",
+           "SparkPythonTask", "SqlTask", "TASK_TYPES", "Task", "TaskDependency", "Text", "as_text"]
+
+# Every task type of the Jobs API `Task` object (a task has exactly one); dbt_cloud_task is
+# dbt_platform_task's old name. Which of them nbjobs runs: `nbjobs.tasks.registry`.
 TASK_TYPES: tuple[str, ...] = (
     "notebook_task", "spark_python_task", "python_wheel_task", "sql_task", "condition_task",
     "for_each_task", "run_job_task", "pipeline_task", "spark_jar_task", "spark_submit_task", "dbt_task",
     "dbt_platform_task", "dbt_cloud_task", "dashboard_task", "alert_task", "power_bi_task",
     "clean_rooms_notebook_task", "gen_ai_compute_task", "ai_runtime_task", "python_operator_task",
 )
-# The task types nbjobs runs locally.
-SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
-    {"notebook_task", "spark_python_task", "condition_task", "for_each_task", "run_job_task"})
-
-
-def as_text(value: Any) -> Any:
-    """A YAML/JSON scalar as the text Databricks would see; other values are returned unchanged."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, (datetime.date, datetime.datetime, datetime.time)):
-        return value.isoformat()
-    return value
-
-
-def _inputs_text(value: Any) -> Any:
-    """for_each inputs: a YAML list is accepted and stored as its JSON text."""
-    if isinstance(value, (list, tuple)):
-        return json.dumps(list(value), default=str)
-    return as_text(value)
-
-
-def _job_id(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value
-
-
-Text = Annotated[str, BeforeValidator(as_text)]
-Inputs = Annotated[str, BeforeValidator(_inputs_text)]
-
-
-class ApiModel(BaseModel):
-    """Base of every model: unknown fields are kept and echoed back."""
-    model_config = ConfigDict(extra="allow")
 
 
 class TaskDependency(ApiModel):
     task_key: Text
     outcome: Text | None = None  # "true" / "false", only after a condition task
-
-
-class NotebookTask(ApiModel):
-    notebook_path: Text
-    base_parameters: dict[str, Text] = Field(default_factory=dict)
-    source: Text | None = None
-    warehouse_id: Text | None = None
-
-
-class SparkPythonTask(ApiModel):
-    python_file: Text
-    parameters: list[Text] = Field(default_factory=list)
-    source: Text | None = None
-
-
-class ConditionTask(ApiModel):
-    op: Text | None = None  # checked by validation (the six ConditionOp values)
-    left: Text | None = None
-    right: Text | None = None
-
-
-class RunJobTask(ApiModel):
-    job_id: Annotated[int | str, BeforeValidator(_job_id)]
-    job_parameters: dict[str, Text] = Field(default_factory=dict)
 
 
 class SqlTask(ApiModel):
@@ -94,12 +46,6 @@ class SqlTask(ApiModel):
     alert: dict[str, Any] | None = None
     dashboard: dict[str, Any] | None = None
     parameters: dict[str, Text] | None = None
-
-
-class ForEachTask(ApiModel):
-    inputs: Inputs
-    task: Task
-    concurrency: int | None = None
 
 
 _Opaque = dict[str, Any] | None
@@ -148,17 +94,23 @@ class Task(ApiModel):
 
     @property
     def task_type(self) -> str | None:
-        """The name of the task's payload field, e.g. ``"notebook_task"`` (None when it has none)."""
+        """The name of the task's payload field, e.g. ``"notebook_task"`` (None when it has none);
+        also a field a plug-in kind registered."""
         for name in TASK_TYPES:
             if getattr(self, name) is not None:
                 return name
-        return None
+        from ..tasks.registry import kind_of
+        kind = kind_of(self)
+        return kind.field if kind is not None else None
 
     @property
     def payload(self) -> Any:
         """The task-type payload (a model, or a dict for types nbjobs does not run)."""
         kind = self.task_type
-        return getattr(self, kind) if kind else None
+        if kind is None:
+            return None
+        value = getattr(self, kind, None)
+        return value if value is not None else (self.model_extra or {}).get(kind)
 
 
 class JobParameterDefinition(ApiModel):
@@ -223,4 +175,4 @@ class JobSettings(ApiModel):
         raise KeyError(task_key)
 
 
-ForEachTask.model_rebuild()
+ForEachTask.model_rebuild(_types_namespace={"Task": Task})

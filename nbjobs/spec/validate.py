@@ -1,10 +1,8 @@
 """Validation of a job definition: every problem at once, each naming the field path and a fix."""
 from __future__ import annotations
 
-import ast
 import difflib
 import importlib
-import json
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -15,16 +13,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import JobDefinitionError, Problem
-from ..states import ConditionOp, RunIf
-from .models import SUPPORTED_TASK_TYPES, TASK_TYPES, JobSettings, Task, as_text
+from ..plan import find_cycle
+from ..states import RunIf
+from ..tasks.registry import kind_for_field, kinds, version
+from .health import health_problems, job_notes  # noqa: F401 (job_notes: part of this module's API)
+from .models import TASK_TYPES, JobSettings, Task, as_text
 
 _TASK_FIELDS = frozenset(Task.model_fields)
 _RUN_IFS = [str(v) for v in RunIf]
-_OPS = [str(v) for v in ConditionOp]
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _PARAM_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _REMOTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # dbfs:/, s3://, ... (not a C: drive)
-_RUNNABLE = "notebook_task, spark_python_task, condition_task, for_each_task or run_job_task"
 _REF_FIX = ("correct the reference: job.parameters.<name> needs a declared job parameter, "
             "tasks.<task_key> a task this one depends on (directly or not)")
 
@@ -58,37 +57,17 @@ def find_source_file(path: str, base_dir: Path, kind: str = "file") -> Path | No
 
 # -- graph ---------------------------------------------------------------------------------------
 
-def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """A dependency cycle as ``[a, b, c, a]`` (each runs before the next), or None.
-
-    ``deps`` maps a task key to the keys it depends on; unknown keys are ignored.
-    """
-    graph = {k: [u for u in ups if u in deps] for k, ups in deps.items()}
-    state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = done
-    for start in graph:
-        if state.get(start):
-            continue
-        stack: list[tuple[str, Iterable[str]]] = [(start, iter(graph[start]))]
-        path = [start]
-        state[start] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                path.pop()
-                state[node] = 2
-            elif state.get(nxt) == 1:
-                cycle = path[path.index(nxt):]  # each depends on the next
-                cycle.reverse()  # each runs before the next
-                first = min(range(len(cycle)), key=lambda i: list(graph).index(cycle[i]))
-                cycle = cycle[first:] + cycle[:first]
-                return cycle + [cycle[0]]
-            elif not state.get(nxt):
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append((nxt, iter(graph[nxt])))
-    return None
+def cycle_in_run_order(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """`plan.find_cycle` turned around: ``[a, b, c, a]`` where each runs before the next, starting
+    at the task declared first (as the validation message shows it)."""
+    cycle = find_cycle(deps)
+    if cycle is None:
+        return None
+    cycle = cycle[:-1][::-1]
+    order = {k: i for i, k in enumerate(deps)}
+    first = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+    cycle = cycle[first:] + cycle[:first]
+    return cycle + [cycle[0]]
 
 
 def _upstream_closure(deps: Mapping[str, list[str]], key: str) -> list[str]:
@@ -256,6 +235,7 @@ class _Checker:
         tasks = tasks if isinstance(tasks, list) else []
         for field in ("max_concurrent_runs", "timeout_seconds"):
             self.check_range(field, data.get(field), 0, 1000 if field == "max_concurrent_runs" else None)
+        self.check_health(data.get("health"), "health")
         for i, task in enumerate(tasks):
             label = f"tasks[{i}]" + _key_label(task)
             self.labels.append(label)
@@ -280,7 +260,7 @@ class _Checker:
                 self.check_task(task, self.labels[i], ups, nested=False)
                 self.check_depends_on(task, self.labels[i], key)
 
-        cycle = find_cycle(self.deps)
+        cycle = cycle_in_run_order(self.deps)
         if cycle:
             i = next(i for i, t in enumerate(tasks) if t is self.by_key[cycle[0]])
             self.add(f"{self.labels[i]}.depends_on", "the tasks depend on each other in a cycle: "
@@ -361,20 +341,21 @@ class _Checker:
             if not _KEY_RE.fullmatch(key) or len(key) > 100:
                 self.add(f"{label}.task_key", f"'{key}' is not a valid task_key",
                          "use 1 to 100 letters, digits, _ and -")
-        present = [t for t in TASK_TYPES if task.get(t) is not None]
+        types = _task_types()
+        present = [t for t in types if task.get(t) is not None]
         if not present:
             hint = ""
             for k in task:
-                close = [] if k in _TASK_FIELDS else difflib.get_close_matches(k, TASK_TYPES, n=1, cutoff=0.75)
+                close = [] if k in _TASK_FIELDS else difflib.get_close_matches(k, types, n=1, cutoff=0.75)
                 if close:
                     hint = f" ('{k}' is not a task type; did you mean {close[0]}?)"
                     break
-            self.add(label, "the task has no task type" + hint, f"add exactly one of {_RUNNABLE}")
+            self.add(label, "the task has no task type" + hint, f"add exactly one of {_runnable()}")
         elif len(present) > 1:
             self.add(label, f"the task has {len(present)} task types: " + " and ".join(present),
                      "keep exactly one task type per task; split the work into several tasks")
         for kind in present:
-            if kind not in SUPPORTED_TASK_TYPES and task.get("disabled") is not True:
+            if kind_for_field(kind) is None and task.get("disabled") is not True:
                 self.add(f"{label}.{kind}", f"nbjobs cannot run {kind} tasks locally",
                          "use a notebook_task or spark_python_task that does the same work, "
                          "or set disabled: true")
@@ -386,24 +367,16 @@ class _Checker:
         for field in ("timeout_seconds", "min_retry_interval_millis"):
             self.check_range(f"{label}.{field}", task.get(field), 0)
         self.check_range(f"{label}.max_retries", task.get("max_retries"), -1)
+        self.check_health(task.get("health"), f"{label}.health")
 
+        for field in present:
+            kind, payload = kind_for_field(field), task.get(field)
+            if kind is None or not isinstance(payload, dict):
+                continue
+            if field not in _TASK_FIELDS and kind.model is not None:  # a plug-in's type: Task keeps it as JSON
+                self.check_model(kind.model, payload, f"{label}.{field}")
+            kind.validate(payload, f"{label}.{field}", self, upstream=upstream, nested=nested)
         refs = dict(upstream=upstream, in_for_each=nested)
-        nb = task.get("notebook_task")
-        if isinstance(nb, dict):
-            self.check_file(nb, "notebook_path", f"{label}.notebook_task", "notebook")
-            self.refs_map(nb.get("base_parameters"), f"{label}.notebook_task.base_parameters", **refs)
-        py = task.get("spark_python_task")
-        if isinstance(py, dict):
-            self.check_file(py, "python_file", f"{label}.spark_python_task", "script")
-            self.refs_list(py.get("parameters"), f"{label}.spark_python_task.parameters", **refs)
-        cond = task.get("condition_task")
-        if isinstance(cond, dict):
-            self.check_condition(cond, f"{label}.condition_task", refs)
-        run_job = task.get("run_job_task")
-        if isinstance(run_job, dict):
-            for field in ("job_parameters", "notebook_params", "python_named_params"):
-                self.refs_map(run_job.get(field), f"{label}.run_job_task.{field}", **refs)
-            self.refs_list(run_job.get("python_params"), f"{label}.run_job_task.python_params", **refs)
         for kind, field in (("sql_task", "parameters"), ("python_wheel_task", "named_parameters")):
             payload = task.get(kind)
             if isinstance(payload, dict):
@@ -411,9 +384,25 @@ class _Checker:
         wheel = task.get("python_wheel_task")
         if isinstance(wheel, dict):
             self.refs_list(wheel.get("parameters"), f"{label}.python_wheel_task.parameters", **refs)
-        loop = task.get("for_each_task")
-        if isinstance(loop, dict):
-            self.check_for_each(loop, f"{label}.for_each_task", upstream, nested)
+
+    def check_model(self, model: Any, payload: dict, path: str) -> None:
+        """Type problems of a payload `model` (a plug-in kind's), named by their field path."""
+        try:
+            model.model_validate(payload)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = path + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"])
+                if where not in self.typed_paths:
+                    self.typed_paths.add(where)
+                    self.problems.append(_type_problem(err, where))
+
+    def check_health(self, health: Any, path: str) -> None:
+        for note, problem in health_problems(health, path):
+            if not note:
+                self.add(problem.path, problem.message, problem.fix)
+
+    def suppress(self, prefix: str) -> None:
+        self.suppressed += (prefix,)
 
     def check_depends_on(self, task: dict, label: str, key: Any) -> None:
         deps = task.get("depends_on")
@@ -444,10 +433,11 @@ class _Checker:
             if outcome not in ("true", "false"):
                 self.add(f"{path}.outcome", f"'{outcome}' is not a condition outcome", 'use "true" or "false"')
             upstream_task = self.by_key.get(up)
-            if upstream_task is not None and upstream_task.get("condition_task") is None:
-                kind = next((t for t in TASK_TYPES if upstream_task.get(t) is not None), "task without a type")
+            if upstream_task is not None and not any(upstream_task.get(f) is not None for f in _outcome_fields()):
+                kind = next((t for t in _task_types() if upstream_task.get(t) is not None), "task without a type")
+                with_outcome = " or ".join(_outcome_fields())
                 self.add(f"{path}.outcome", f"outcome is only allowed after a condition task, "
-                         f"and '{up}' is a {kind}", f"remove outcome, or make '{up}' a condition_task")
+                         f"and '{up}' is a {kind}", f"remove outcome, or make '{up}' a {with_outcome}")
 
     def check_file(self, payload: dict, field: str, path: str, kind: str) -> None:
         value = payload.get(field)
@@ -465,42 +455,6 @@ class _Checker:
             also = f" (also tried {', '.join(c.name for c in tried[1:])})" if len(tried) > 1 else ""
             self.add(f"{path}.{field}", f"{what} not found: {tried[0]}{also}",
                      "check the path; a relative path is relative to the file that declares the task")
-
-    def check_condition(self, cond: dict, path: str, refs: dict) -> None:
-        op = as_text(cond.get("op"))
-        if op is None:
-            self.add(f"{path}.op", "a value is required", "use one of " + ", ".join(_OPS))
-        elif op not in _OPS:
-            close = difflib.get_close_matches(str(op).upper(), _OPS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            self.add(f"{path}.op", f"'{op}' is not a condition op{hint}", "use one of " + ", ".join(_OPS))
-        for side in ("left", "right"):
-            if cond.get(side) is None:
-                self.add(f"{path}.{side}", "a value is required",
-                         f"give the {side} operand: a literal or a {{{{...}}}} reference")
-            else:
-                self.refs(cond.get(side), f"{path}.{side}", **refs)
-
-    def check_for_each(self, loop: dict, path: str, upstream: list[str], nested: bool) -> None:
-        inputs = loop.get("inputs")
-        if isinstance(inputs, str):
-            if "{{" in inputs:
-                self.refs(inputs, f"{path}.inputs", upstream=upstream, in_for_each=nested)
-            elif not isinstance(_parse_list(inputs), list):
-                self.add(f"{path}.inputs", f"{inputs!r} is not a JSON array",
-                         'write a JSON array such as "[1, 2]" or a {{...}} reference to one')
-        conc = loop.get("concurrency")
-        self.check_range(f"{path}.concurrency", conc, 1, 100)
-        inner = loop.get("task")
-        if not isinstance(inner, dict):
-            return
-        label = f"{path}.task" + _key_label(inner)
-        if inner.get("for_each_task") is not None:
-            self.add(f"{label}.for_each_task", "a for_each_task cannot run another for_each_task",
-                     "put the inner loop in its own job and call that job with a run_job_task")
-            self.suppressed += (f"{label}.for_each_task.",)
-            return
-        self.check_task(inner, label, upstream, nested=True)
 
     # dynamic value references
     def refs(self, text: Any, path: str, *, upstream: list[str], in_for_each: bool = False,
@@ -535,19 +489,33 @@ class _Checker:
         return self._refs or None
 
 
+_types_cache: tuple[int, list[str], tuple[str, ...]] = (-1, [], ())
+
+
+def _task_types() -> list[str]:
+    """The Jobs API task types, and the fields plug-in kinds registered."""
+    return _types()[1]
+
+
+def _outcome_fields() -> tuple[str, ...]:
+    """The task types that end with an outcome `depends_on[].outcome` may test (conditions)."""
+    return _types()[2]
+
+
+def _types() -> tuple[int, list[str], tuple[str, ...]]:
+    global _types_cache
+    if _types_cache[0] != version():
+        _types_cache = (version(), list(TASK_TYPES) + [k.field for k in kinds() if k.field not in TASK_TYPES],
+                        tuple(k.field for k in kinds() if k.has_outcome))
+    return _types_cache
+
+
+def _runnable() -> str:
+    fields = [k.field for k in kinds()]
+    return ", ".join(fields[:-1]) + " or " + fields[-1] if len(fields) > 1 else "".join(fields)
+
+
 def _order(problem: Problem) -> tuple[int, int]:
     """Job-level problems first, then task by task (stable within a task)."""
     m = re.match(r"tasks\[(\d+)\]", problem.path)
     return (1, int(m.group(1))) if m else (0, 0)
-
-
-def _parse_list(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)  # ['a', 'b'] (single quotes) is shown in the docs
-    except (ValueError, SyntaxError):
-        return None
-

@@ -1,16 +1,25 @@
-"""For-each tasks (reference §3): the inputs array, limits, and the iteration statistics.
+"""For-each tasks (`for_each_task`, databricks-sdk `jobs.ForEachTask`): the inputs array, limits,
+the iterations and their statistics (`for_each_task.stats`, `jobs.ForEachStats`).
 
-The runner executes the iterations (each one is a task run of the nested task, with ``{{input}}``
-bound to its element); this module holds what is pure: parsing ``inputs``, the limits and
-``for_each_task.stats`` built from the iterations' task runs. Stdlib only.
+Each iteration is a task run of the nested task with ``{{input}}`` bound to its element; the run
+driver starts them (`TaskRun.run_iterations`), this module decides which and sums them up.
 """
 from __future__ import annotations
 
 import ast
 import json
 from collections import Counter
-from typing import Any, Iterable, Mapping
-from .registry import TaskKind
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Mapping
+
+from pydantic import BeforeValidator
+
+from ..refs import ReferenceResolutionError, value_of
+from ..states import ResultState
+from .api_model import ApiModel, as_text
+from .registry import Outcome, TaskKind, TaskRun
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..spec.models import Task
 
 MAX_ITERATIONS = 5000
 MAX_CONCURRENCY = 100
@@ -18,6 +27,22 @@ DEFAULT_CONCURRENCY = 1
 
 _SUCCESS = "SUCCESS"
 _ACTIVE = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")
+
+
+def _inputs_text(value: Any) -> Any:
+    """for_each inputs: a YAML list is accepted and stored as its JSON text."""
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), default=str)
+    return as_text(value)
+
+
+Inputs = Annotated[str, BeforeValidator(_inputs_text)]
+
+
+class ForEachTask(ApiModel):
+    inputs: Inputs
+    task: Task  # resolved by nbjobs.spec.models (which defines Task)
+    concurrency: int | None = None
 
 
 class ForEachInputError(ValueError):
@@ -32,14 +57,7 @@ def parse_inputs(value: Any, source: str) -> list[Any]:
         items = list(value)
     else:
         text = str(value).strip()
-        items = None
-        try:
-            items = json.loads(text)
-        except ValueError:
-            try:
-                items = ast.literal_eval(text)  # ['a', 'b'], as the Databricks docs show
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                items = None
+        items = as_list(text)
         if not isinstance(items, (list, tuple)):
             shown = text if len(text) <= 120 else text[:120] + "…"
             resolved = "" if shown == source.strip() else f" resolved to {shown!r}, which"
@@ -52,6 +70,18 @@ def parse_inputs(value: Any, source: str) -> list[Any]:
             f"for_each_task.inputs has {len(items):,} elements; the limit is {MAX_ITERATIONS:,} iterations. "
             "Split the inputs over several for-each tasks, or batch several elements per iteration")
     return items
+
+
+def as_list(text: str) -> Any:
+    """The JSON (or Python literal: ['a', 'b'], as the Databricks docs show) value of `text`, or None."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def concurrency_of(value: int | None) -> int:
@@ -127,3 +157,67 @@ class ForEachKind(TaskKind):
     label = "For each"
     retryable = False
     needs_compute = False
+    nested_tasks = ("task",)
+    model = ForEachTask
+
+    def validate(self, payload, path, check, *, upstream, nested):
+        inputs = payload.get("inputs")
+        if isinstance(inputs, str):
+            if "{{" in inputs:
+                check.refs(inputs, f"{path}.inputs", upstream=upstream, in_for_each=nested)
+            elif not isinstance(as_list(inputs), list):
+                check.add(f"{path}.inputs", f"{inputs!r} is not a JSON array",
+                          'write a JSON array such as "[1, 2]" or a {{...}} reference to one')
+        check.check_range(f"{path}.concurrency", payload.get("concurrency"), 1, MAX_CONCURRENCY)
+        inner = payload.get("task")
+        if not isinstance(inner, dict):
+            return
+        key = as_text(inner.get("task_key"))
+        label = f"{path}.task" + (f" ({key})" if isinstance(key, str) and key else "")
+        if inner.get(self.field) is not None:
+            check.add(f"{label}.{self.field}", "a for_each_task cannot run another for_each_task",
+                      "put the inner loop in its own job and call that job with a run_job_task")
+            check.suppress(f"{label}.{self.field}.")
+            return
+        check.check_task(inner, label, upstream, nested=True)
+
+    async def run(self, run: TaskRun) -> Outcome:
+        if run.is_iteration:
+            return Outcome.failed("a for_each_task cannot run another for_each_task")
+        from ..plan import iterations_to_reuse
+        loop, store, task_run_id = run.task.for_each_task, run.store, run.task_run_id
+        try:
+            items = parse_inputs(value_of(loop.inputs, run.refs), loop.inputs)
+        except (ForEachInputError, ReferenceResolutionError) as exc:
+            return Outcome.failed(str(exc))
+
+        # a rerun (repair or retry) keeps the iterations that succeeded with the same input
+        keep: dict[int, dict] = {}
+        previous, children = None, {}
+        for row in store.previous_task_runs(store.run_id, run.task.task_key, before=task_run_id):
+            found = store.child_task_runs(row["task_run_id"])
+            if found:  # the newest earlier task run that ran iterations (not one that was skipped)
+                previous, children = row, {r["iteration_index"]: r for r in found}
+                break
+        if previous is not None and previous.get("result_state"):
+            states = {i: (r.get("input"), ResultState(r["result_state"])) for i, r in children.items()
+                      if r.get("result_state")}
+            reuse = iterations_to_reuse(states, items, previous_succeeded=previous["result_state"] == "SUCCESS")
+            keep = {i: children[i] for i in reuse}
+            store.move_task_runs([r["task_run_id"] for r in keep.values()], task_run_id)
+
+        todo = [(i, items[i]) for i in range(len(items)) if i not in keep]
+        await run.run_iterations(loop.task, todo, keep, concurrency_of(loop.concurrency))
+        rows = store.child_task_runs(task_run_id)
+        message = summary(rows)
+        if message is None:
+            return Outcome.succeeded(resolved_values={},
+                                     state_message=f"{len(rows)} iteration{'s' if len(rows) != 1 else ''} succeeded")
+        return Outcome.failed(message, resolved_values={})
+
+    def progress(self, iterations) -> dict:
+        return stats(iterations)
+
+    def run_json(self, out: dict, row: dict, iterations) -> None:
+        if iterations is not None:
+            out["for_each_task"] = {**out["for_each_task"], "stats": stats(iterations)}

@@ -1,4 +1,5 @@
-"""Notebook tasks: a fresh pre-started kernel from the warm pool (or a Dask worker's), never reused.
+"""Notebook tasks (`notebook_task`): a fresh pre-started kernel from the warm pool (or a Dask worker's),
+never reused.
 
 The executing work runs on the kernel pool's own thread (`nbjobs.compute`), so the runner's loop never
 blocks; papermill's parameterisation, metadata and error cells are kept.
@@ -8,12 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..kernel.context import TaskContext
-from . import TaskOutput
-from .registry import PathField, TaskKind
+from pydantic import Field
+
+from ..refs import resolve_all
+from .api_model import ApiModel, Text
+from .registry import Outcome, PathField, TaskKind, TaskRun
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..compute.base import ComputeBackend, KernelChoice
+    from ..compute.base import ComputeBackend, KernelChoice, TaskOutput
+    from ..kernel.context import TaskContext
+
+
+class NotebookTask(ApiModel):
+    """`notebook_task` (databricks-sdk `jobs.NotebookTask`)."""
+    notebook_path: Text
+    base_parameters: dict[str, Text] = Field(default_factory=dict)
+    source: Text | None = None
+    warehouse_id: Text | None = None
 
 
 async def run_notebook_task(notebook_path: Path, parameters: dict[str, str], context: TaskContext,
@@ -45,3 +57,31 @@ class NotebookKind(TaskKind):
     name = "notebook"
     label = "Notebook"
     path_fields = (PathField(("notebook_path",), "notebook"),)
+    model = NotebookTask
+    stops = "kernel"
+
+    def validate(self, payload, path, check, *, upstream, nested):
+        check.check_file(payload, "notebook_path", path, "notebook")
+        check.refs_map(payload.get("base_parameters"), f"{path}.base_parameters", upstream=upstream,
+                       in_for_each=nested)
+
+    async def run(self, run: TaskRun) -> Outcome:
+        nb = run.task.notebook_task
+        parameters = {k: str(v) for k, v in resolve_all(dict(nb.base_parameters or {}), run.refs).items()}
+        parameters.update(run.job_parameters)  # job parameters are pushed down and win on the same key
+        resolved = {"notebook_task": {"base_parameters": parameters}}
+        context = run.task_context(parameters)
+        path = Path(nb.notebook_path)
+        return await run.on_compute(resolved, lambda target: run_notebook_task(
+            path, parameters, context, path.parent, backend=target.backend, kernel=target.kernel,
+            environment=target.environment))
+
+    def notebook_path(self, task) -> str | None:
+        payload = self.payload(task)
+        return payload.notebook_path if payload is not None else None
+
+    def output_json(self, out: dict, row: dict) -> None:
+        from ..api_json import OUTPUT_LIMIT
+        result = row.get("exit_value")
+        out["notebook_output"] = ({"result": result[:OUTPUT_LIMIT], "truncated": len(result) > OUTPUT_LIMIT}
+                                  if result is not None else {})

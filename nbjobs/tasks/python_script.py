@@ -4,13 +4,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..compute.base import TaskOutput
-from ..compute.subprocess import run_script_subprocess
-from ..kernel.context import TaskContext
-from .registry import PathField, TaskKind
+from pydantic import Field
+
+from ..refs import resolve_all
+from .api_model import ApiModel, Text
+from .registry import Outcome, PathField, TaskKind, TaskRun
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..compute.base import ComputeBackend, KernelChoice
+    from ..compute.base import ComputeBackend, KernelChoice, TaskOutput
+    from ..kernel.context import TaskContext
+
+
+class SparkPythonTask(ApiModel):
+    """`spark_python_task` (databricks-sdk `jobs.SparkPythonTask`)."""
+    python_file: Text
+    parameters: list[Text] = Field(default_factory=list)
+    source: Text | None = None
 
 
 async def run_python_task(python_file: Path, args: list[str], context: TaskContext, workdir: Path, *,
@@ -22,11 +31,12 @@ async def run_python_task(python_file: Path, args: list[str], context: TaskConte
     `backend` may run it elsewhere (a Dask worker). Cancelling the call kills the script's process
     group (then re-raises CancelledError).
     """
+    from ..compute.base import KernelChoice, ScriptRequest
     if backend is None and kernel is None and environment is None:
+        from ..compute.subprocess import run_script_subprocess
         output = await run_script_subprocess(python_file, args, context, workdir)
         output.compute = "local"
         return output
-    from ..compute.base import KernelChoice, ScriptRequest
     from ..compute.local import local_backend
 
     request = ScriptRequest(python_file=Path(python_file), args=[str(a) for a in args], context=context,
@@ -39,3 +49,18 @@ class SparkPythonKind(TaskKind):
     name = "python"
     label = "Python script"
     path_fields = (PathField(("python_file",), "script"),)
+    model = SparkPythonTask
+
+    def validate(self, payload, path, check, *, upstream, nested):
+        check.check_file(payload, "python_file", path, "script")
+        check.refs_list(payload.get("parameters"), f"{path}.parameters", upstream=upstream, in_for_each=nested)
+
+    async def run(self, run: TaskRun) -> Outcome:
+        py = run.task.spark_python_task
+        args = [str(a) for a in resolve_all(list(py.parameters or []), run.refs)]
+        resolved = {"spark_python_task": {"parameters": args}}
+        context = run.task_context(dict(run.job_parameters))
+        path = Path(py.python_file)
+        return await run.on_compute(resolved, lambda target: run_python_task(
+            path, args, context, path.parent, backend=target.backend, kernel=target.kernel,
+            environment=target.environment))
