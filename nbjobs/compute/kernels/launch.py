@@ -56,7 +56,6 @@ class PooledKernel:
     connection_info: dict
     language_info: dict
     kernel_name: str
-    boot_seconds: float = 0.0
     killed: bool = False
 
     @property
@@ -82,7 +81,6 @@ class PooledKernel:
 async def start_kernel(key: KernelKey, spec: LaunchSpec, server: ForkServer | None,
                        host: KernelHost) -> PooledKernel:
     """Start a kernel of `spec` (forked from `server` when given) and wait until it is ready."""
-    began = time.monotonic()
     transport = "ipc" if (os.name == "posix" and spec.ipykernel) else "tcp"
     path, info = connection_file(transport)
     args = [a.replace("{connection_file}", path).replace("{resource_dir}", spec.resource_dir)
@@ -116,7 +114,6 @@ async def start_kernel(key: KernelKey, spec: LaunchSpec, server: ForkServer | No
     except BaseException:
         host.dispose(kernel)
         raise
-    kernel.boot_seconds = time.monotonic() - began
     return kernel
 
 

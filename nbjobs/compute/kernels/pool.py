@@ -37,7 +37,6 @@ class KernelPool:
         self.busy: set[PooledKernel] = set()
         self.closed = False
         self.failure: BaseException | None = None
-        self.started = 0
         self.spec: LaunchSpec | None = None
         self.server: ForkServer | None = None
         self._server_lock = asyncio.Lock()
@@ -123,7 +122,6 @@ class KernelPool:
                 waiters[0].set_exception(exc)
             return
         self.starting -= 1
-        self.started += 1
         self._offer(kernel)
 
     async def _start_with_retries(self) -> PooledKernel:

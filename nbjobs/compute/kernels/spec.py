@@ -68,10 +68,6 @@ class KernelKey:
     env: tuple[tuple[str, str], ...] = ()       # extra environment variables (an environment's)
     kernel_dirs: tuple[str, ...] = ()           # extra kernelspec folders (kernelspecs nbjobs made)
 
-    @property
-    def label(self) -> str:
-        return self.kernel_name + (" +env" if self.env else "")
-
 
 @dataclass
 class LaunchSpec:
