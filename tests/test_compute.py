@@ -139,3 +139,27 @@ def test_the_workspace_config_compute_section(tmp_path):
     (tmp_path / "config.yml").write_text("compute:\n  kernel_pool_size: many\n")
     with pytest.raises(ConfigError, match="compute.kernel_pool_size must be a whole number >= 0, got 'many'"):
         load_compute_config(tmp_path)
+
+
+def test_the_config_names_the_backend_of_clusters(tmp_path):
+    config = load_compute_config(tmp_path)
+    assert config.cluster_backend == "dask" and config.named_cluster("x") is None
+    (tmp_path / "config.yml").write_text(
+        "compute:\n  cluster_backend: local\n  clusters:\n    analytics: tcp://10.0.0.5:8786\n"
+        "    sandbox: {backend: toy}\n    gpu: {backend: mine, address: 'mine://gpu-1'}\n"
+        "  mine: {zone: b}\n")
+    config = load_compute_config(tmp_path)
+    assert config.cluster_backend == "local"
+    assert config.named_cluster("analytics") == (None, "tcp://10.0.0.5:8786")
+    assert config.named_cluster("sandbox") == ("toy", None)
+    assert config.named_cluster("gpu") == ("mine", "mine://gpu-1")
+    assert config.options_for("mine") == {"zone": "b"} and config.options_for("dask") == {}
+    from nbjobs.compute.registry import backend_for_address
+    assert backend_for_address("tcp://10.0.0.5:8786", "local") == "dask"
+    assert backend_for_address("mine://gpu-1", "local") == "local"
+    (tmp_path / "config.yml").write_text("compute:\n  cluster_backend: [dask]\n")
+    with pytest.raises(ConfigError, match=r"compute.cluster_backend must be a compute backend's name, got \['dask'\]"):
+        load_compute_config(tmp_path)
+    (tmp_path / "config.yml").write_text("compute:\n  dask: 2\n")
+    with pytest.raises(ConfigError, match=r"compute.dask \(the dask backend's options\) must be a mapping"):
+        load_compute_config(tmp_path)

@@ -1,28 +1,35 @@
-"""Compute backends: where tasks run (the local warm kernel pool, or a Dask cluster).
+"""Compute backends: where tasks run (the local warm kernel pool, a Dask cluster, or a plug-in's).
 
 Light to import: the pool, papermill and Dask load only when a task runs.
 
-- `LocalBackend` — notebook tasks on the process's warm kernel pool (`kernels.py`), scripts as
-  asyncio subprocesses. No compute field on a task (or an `environment_key`) means this.
-- `DaskBackend` (`nbjobs[dask]`) — a `job_clusters[].new_cluster` becomes a Dask LocalCluster for
-  the run; an `existing_cluster_id` is a scheduler address or a cluster named in the workspace config.
-- `RunCompute` — maps a run's tasks to backends, starts job clusters on first use, closes them.
+- `ComputeBackend` (`base.py`) — `start()`, `run(unit)`, `close()`; a unit is a `WorkUnit`
+  (`NotebookRequest`, `ScriptRequest`) and `run` returns its `TaskOutput`.
+- Backends are found by name (`registry.py`, entry-point group `nbjobs.compute_backends`):
+  "local" — `LocalBackend`, notebook tasks on the process's warm kernel pool (`kernels/`), scripts as
+  asyncio subprocesses; "dask" — `DaskBackend` (`nbjobs[dask]`), a LocalCluster per job cluster or
+  an existing Dask scheduler.
+- `RunCompute` — maps a run's tasks to backends by the workspace config (`config.py`), starts job
+  clusters on first use, closes them.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .base import ComputeBackend, ComputeError, KernelChoice, NotebookRequest, ScriptRequest
+from .base import (ComputeBackend, ComputeError, KernelChoice, NotebookRequest, ScriptRequest, TaskOutput,
+                   WorkUnit)
 
 __all__ = ["ComputeBackend", "ComputeError", "DaskBackend", "KernelChoice", "KernelKey", "LocalBackend",
-           "NotebookRequest", "RunCompute", "ScriptRequest", "pool_manager", "shutdown_pools"]
+           "NotebookRequest", "RunCompute", "ScriptRequest", "TaskOutput", "WorkUnit", "backend_class",
+           "pool_manager", "register_backend", "shutdown_pools"]
 
 _LAZY = {
     "DaskBackend": ".dask_backend",
     "KernelKey": ".kernels",
     "LocalBackend": ".local",
     "RunCompute": ".run",
+    "backend_class": ".registry",
     "pool_manager": ".kernels",
+    "register_backend": ".registry",
     "shutdown_pools": ".kernels",
 }
 

@@ -1,4 +1,4 @@
-"""The Dask backend (`pip install 'nbjobs[dask]'`): tasks on a Dask cluster's workers.
+"""The Dask backend ("dask", `pip install 'nbjobs[dask]'`): tasks on a Dask cluster's workers.
 
 - A job cluster (`job_clusters[].new_cluster`) is a `LocalCluster` started for the run, on 127.0.0.1,
   with `num_workers` worker processes (`autoscale.max_workers` when autoscaling), closed at run end.
@@ -18,9 +18,12 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import ComputeBackend, ComputeError, NotebookRequest, ScriptRequest, TaskOutput
+from .base import ComputeBackend, ComputeError, NotebookRequest, ScriptRequest, TaskOutput, WorkUnit, cluster_size
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ComputeConfig
 
 INSTALL_HINT = "pip install 'nbjobs[dask]'"
 KILL_TIMEOUT = 10.0
@@ -36,12 +39,11 @@ def require_distributed(purpose: str = "Dask compute") -> Any:
     return distributed
 
 
-class WorkerLost(ComputeError):
-    """The worker running a task went away mid-task."""
-
-
 class DaskBackend(ComputeBackend):
     """A Dask cluster: one started here (`n_workers`), or an existing scheduler (`address`)."""
+
+    name = "dask"
+    address_hint = "a Dask scheduler address (tcp://host:port)"
 
     def __init__(self, *, address: str | None = None, n_workers: int = 1, threads_per_worker: int | None = None,
                  pool_size: int | None = None, label: str = "dask", kernel_names: tuple[str, ...] = ("python3",),
@@ -60,9 +62,18 @@ class DaskBackend(ComputeBackend):
         self._lost: dict[str, str] = {}        # Dask key -> lost worker address
         self._waiters: dict[str, asyncio.Future] = {}
 
-    @property
-    def owns_cluster(self) -> bool:
-        return self.address is None
+    @classmethod
+    def new_cluster(cls, spec: dict, config: ComputeConfig, *, label: str) -> DaskBackend:
+        """A LocalCluster of the spec's `num_workers`; `compute.dask` options, the instance pool's size."""
+        options = config.options_for(cls.name)
+        return cls(n_workers=cluster_size(spec), threads_per_worker=options.get("threads_per_worker"),
+                   pool_size=config.pool_size_for(spec.get("instance_pool_id")), label=label)
+
+    @classmethod
+    def existing_cluster(cls, address: str | None, config: ComputeConfig, *, label: str) -> DaskBackend:
+        if not address:
+            raise ComputeError(f"{label}: a Dask cluster needs a scheduler address (tcp://host:port)")
+        return cls(address=address, label=label)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -149,7 +160,14 @@ class DaskBackend(ComputeBackend):
                     waiter.set_result(None)
 
     # -- tasks ---------------------------------------------------------------------------------------
-    async def run_notebook(self, request: NotebookRequest) -> TaskOutput:
+    async def run(self, unit: WorkUnit) -> TaskOutput:
+        if isinstance(unit, NotebookRequest):
+            return await self._notebook(unit)
+        if isinstance(unit, ScriptRequest):
+            return await self._script(unit)
+        raise self.cannot_run(unit)
+
+    async def _notebook(self, request: NotebookRequest) -> TaskOutput:
         from .dask_worker import run_notebook_remote
 
         text = _notebook_text(request.notebook_path, request.notebook_text)
@@ -159,7 +177,7 @@ class DaskBackend(ComputeBackend):
                    "environment": request.environment}
         return await self._run(run_notebook_remote, payload, request.context, notebook=True)
 
-    async def run_script(self, request: ScriptRequest) -> TaskOutput:
+    async def _script(self, request: ScriptRequest) -> TaskOutput:
         from .dask_worker import run_script_remote
 
         path = Path(request.python_file)

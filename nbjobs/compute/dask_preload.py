@@ -14,14 +14,14 @@ import multiprocessing.util
 
 import os
 
-from .kernels import skip_slow_imports
+from .kernels.spec import skip_slow_imports
 
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy (ipykernel.debugger) warns at import otherwise
 
 skip_slow_imports()
 
 from . import dask_worker  # noqa: E402,F401
-from . import forkserver  # noqa: E402
+from .kernels import forkserver, process  # noqa: E402
 from .notebook_exec import warm_imports  # noqa: E402
 
 warm_imports()
@@ -43,8 +43,7 @@ def _is_nbjobs_worker() -> bool:
 class _AfterFork:
     def __call__(self, _obj: object = None) -> None:
         if _is_nbjobs_worker():
-            from . import kernels
-            kernels._preforked = forkserver.prefork()
+            process.set_preforked(forkserver.prefork())
 
 
 _after_fork = _AfterFork()

@@ -35,10 +35,12 @@ class KernelPoolPlugin(WorkerPlugin):
         self.kernel_names = tuple(kernel_names)
 
     def setup(self, worker: Any) -> None:
+        from .notebook_exec import warm_imports
+
         manager = pool_manager()
         if self.pool_size is not None:
             manager.set_size(self.pool_size)
-        manager.submit(manager.warm([KernelKey(name) for name in self.kernel_names]))
+        manager.submit(manager.warm([KernelKey(name) for name in self.kernel_names], then=warm_imports))
 
     def teardown(self, worker: Any) -> None:
         status = str(getattr(worker, "status", "")).lower()

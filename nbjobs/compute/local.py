@@ -1,15 +1,19 @@
-"""The local backend: notebook tasks on the warm kernel pool, scripts as asyncio subprocesses."""
+"""The local backend ("local"): notebook tasks on the warm kernel pool, scripts as asyncio subprocesses."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from ..kernel.context import CONTEXT_FILE, EXIT_FILE, NOTEBOOK_FILE, VALUES_FILE, read_exit_value, read_values
-from .base import ComputeBackend, KernelChoice, NotebookRequest, ScriptRequest, TaskOutput
+from .base import ComputeBackend, KernelChoice, NotebookRequest, ScriptRequest, TaskOutput, WorkUnit
 from .kernels import ExecutionHandle, KernelKey, PoolManager, pool_manager
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ComputeConfig
 
 CANCEL_GRACE = 30.0  # seconds to wait, after a cancel, for the killed execution to write its notebook
 
@@ -93,28 +97,67 @@ async def run_on_pool(manager: PoolManager, make: Callable[[ExecutionHandle], Co
 class LocalBackend(ComputeBackend):
     """This machine: the process's kernel pool, and subprocesses for scripts."""
 
+    name = "local"
+
     def __init__(self, *, pool_size: int | None = None, label: str = "local"):
         self.pool_size = pool_size
         self.label = label
+
+    @classmethod
+    def serverless(cls, config: ComputeConfig, *, label: str) -> LocalBackend:
+        return cls(pool_size=config.kernel_pool_size, label=label)
+
+    @classmethod
+    def new_cluster(cls, spec: dict, config: ComputeConfig, *, label: str) -> LocalBackend:
+        """`compute.cluster_backend: local`: a job cluster's tasks run on this machine's pool."""
+        return cls(label=label)
 
     async def start(self) -> None:
         manager = pool_manager()
         if self.pool_size is not None:
             manager.set_size(self.pool_size)
 
-    async def run_notebook(self, request: NotebookRequest) -> TaskOutput:
+    def prepare(self, notebook_paths: list[str]) -> None:
+        """Fill the pools of these notebooks' kernelspecs now, and import the executor meanwhile."""
         manager = pool_manager()
-        output = await run_on_pool(manager, lambda handle: execute_notebook_request(request, handle, manager))
+        if self.pool_size is not None:
+            manager.set_size(self.pool_size)
+        manager.submit(_prestart(manager, notebook_paths))
+
+    async def run(self, unit: WorkUnit) -> TaskOutput:
+        if isinstance(unit, NotebookRequest):
+            manager = pool_manager()
+            output = await run_on_pool(manager, lambda handle: execute_notebook_request(unit, handle, manager))
+        elif isinstance(unit, ScriptRequest):
+            from .subprocess import run_script_subprocess
+            output = await run_script_subprocess(unit.python_file, unit.args, unit.context, unit.workdir,
+                                                 python=unit.kernel.python, env=unit.kernel.env)
+        else:
+            raise self.cannot_run(unit)
         output.compute = self.label
         return output
 
-    async def run_script(self, request: ScriptRequest) -> TaskOutput:
-        from .subprocess import run_script_subprocess
 
-        output = await run_script_subprocess(request.python_file, request.args, request.context, request.workdir,
-                                             python=request.kernel.python, env=request.kernel.env)
-        output.compute = self.label
-        return output
+async def _prestart(manager: PoolManager, notebook_paths: list[str]) -> None:
+    """On the pool loop: the kernelspecs of these notebooks, then fill their pools; warm the imports."""
+    from .notebook_exec import warm_imports
+
+    def names() -> list[str]:
+        found = set()
+        for path in notebook_paths:
+            try:
+                if not path.endswith(".ipynb"):
+                    found.add("python3")
+                    continue
+                with open(path, encoding="utf-8") as fh:
+                    nb = json.load(fh)
+                found.add((nb.get("metadata", {}).get("kernelspec") or {}).get("name") or "python3")
+            except (OSError, ValueError):
+                continue
+        return sorted(found)
+
+    keys = [KernelKey(name) for name in await asyncio.to_thread(names)]
+    await manager.warm(keys, then=warm_imports)
 
 
 _default: LocalBackend | None = None

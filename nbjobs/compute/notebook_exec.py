@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..kernel.execute import NotebookResult, failure_result, finish_notebook, kernel_name_of
-from .kernels import PooledKernel
 
 LIVE_SAVE_DELAY = 1.0   # a cell running longer than this: write the notebook so progress shows
 _quiet_log = logging.getLogger("nbjobs.compute.nbclient")
@@ -81,6 +80,17 @@ def _classes() -> tuple[type, type]:
 _CLASSES: tuple[type, type] | None = None
 
 
+class RunningKernel(Protocol):
+    """A started kernel to execute on (the pool's `PooledKernel`)."""
+
+    client: Any            # a connected jupyter_client AsyncKernelClient
+    kernel_name: str
+    language_info: dict
+    killed: bool
+
+    def kill(self) -> None: ...
+
+
 def warm_imports() -> None:
     """Import what executing a notebook needs. Call it on the pool loop: never import these in two
     threads at once (papermill's modules import each other; a concurrent first import can see one
@@ -95,7 +105,7 @@ def warm_imports() -> None:
         _CLASSES = _classes()
 
 
-async def execute_on_kernel(nb: Any, kernel: PooledKernel, source: Path, output: Path, *,
+async def execute_on_kernel(nb: Any, kernel: RunningKernel, source: Path, output: Path, *,
                             exited: Path | None = None, killed: Any = None) -> NotebookResult:
     """Execute prepared `nb` on `kernel`; the executed notebook is written to `output`, also on failure.
 

@@ -1,28 +1,29 @@
 """The compute of one run: which backend each task uses, and the job clusters' lifecycle.
 
-Mapping (DESIGN "Compute mapping"):
-- no compute field, or `environment_key` -> the local warm pool ("serverless"); the environment
-  chooses the kernel (`environments.py`);
-- `job_cluster_key` -> that `job_clusters[].new_cluster`: a Dask LocalCluster started for this run
-  (its `num_workers`), shared by the tasks that name it, closed when the last of them finishes
-  (or is skipped), at the latest when the run ends;
-- `new_cluster` on the task itself -> a LocalCluster for that task only, closed after it;
-- `existing_cluster_id` -> a Dask scheduler address (`tcp://host:port`) or a cluster named in the
-  workspace config; nbjobs connects and leaves it running;
-- instance-pool settings (`new_cluster.instance_pool_id` with `compute.instance_pools` in the
-  workspace config) -> the warm kernel pool size on that cluster's workers; the local pool's size
-  is `compute.kernel_pool_size` (default: the number of cores).
+Backends are found by name (`registry.py`); the workspace config (`config.py`) says which:
+- no compute field, or `environment_key` -> the "local" backend, the warm kernel pool (Databricks'
+  serverless compute for jobs); the environment chooses the kernel (`environments.py`);
+- `job_cluster_key` -> that `job_clusters[].new_cluster`, started for this run by the backend named
+  `compute.cluster_backend` (default "dask": a LocalCluster of `num_workers` workers); shared by the
+  tasks that name it, closed when the last of them finishes (or is skipped), at the latest when the
+  run ends;
+- `new_cluster` on the task itself -> a cluster of that backend for that task only, closed after it;
+- `existing_cluster_id` -> a cluster named under `compute.clusters` (its `backend`, else the one its
+  address scheme names) or an address itself; nbjobs connects and leaves it running;
+- instance-pool settings (`new_cluster.instance_pool_id` with `compute.instance_pools`) -> the warm
+  kernel pool size on that cluster's workers; the local pool's size is `compute.kernel_pool_size`
+  (default: the number of cores).
 """
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .base import ComputeBackend, ComputeError, KernelChoice
 from .config import ComputeConfig, ConfigError, load_compute_config
+from .registry import backend_class, backend_for_address
 
 
 @dataclass
@@ -37,18 +38,6 @@ class ComputeTarget:
     @property
     def label(self) -> str:
         return self.backend.label
-
-
-def _cluster_size(spec: dict | None) -> int:
-    spec = spec or {}
-    autoscale = spec.get("autoscale") or {}
-    value = spec.get("num_workers")
-    if value is None and autoscale:
-        value = autoscale.get("max_workers") or autoscale.get("min_workers")
-    try:
-        return max(1, int(value or 1))  # num_workers 0 (single node): the driver works, here one worker
-    except (TypeError, ValueError):
-        return 1
 
 
 def _tasks(tasks: Iterable[Any]) -> Iterable[Any]:
@@ -94,7 +83,7 @@ class RunCompute:
     def start(self) -> None:
         """Warm up what the run will need, without waiting: local kernels, job clusters."""
         try:
-            config = self.config
+            self.config
         except ConfigError:
             return  # reported by the first task that needs it
         local_notebooks: set[str] = set()
@@ -105,11 +94,10 @@ class RunCompute:
                 if not task.environment_key and not getattr(task.notebook_task, "kernel_name", None):
                     local_notebooks.add(task.notebook_task.notebook_path)
         if local_notebooks:
-            from .kernels import pool_manager
-            manager = pool_manager()
-            if config.kernel_pool_size is not None:
-                manager.set_size(config.kernel_pool_size)
-            manager.submit(_prestart(manager, sorted(local_notebooks)))
+            try:
+                self.local().prepare(sorted(local_notebooks))
+            except ComputeError:
+                pass  # reported by the first task that needs it
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -149,8 +137,7 @@ class RunCompute:
     # -- mapping --------------------------------------------------------------------------------------
     def local(self) -> ComputeBackend:
         if self._local is None:
-            from .local import LocalBackend
-            self._local = LocalBackend(pool_size=self.config.kernel_pool_size)
+            self._local = backend_class("local").serverless(self.config, label="local")
         return self._local
 
     def _cluster_backend(self, job_cluster_key: str) -> ComputeBackend:
@@ -162,32 +149,33 @@ class RunCompute:
                 defined = ", ".join(sorted(self._job_clusters)) or "none"
                 raise ComputeError(f"job_cluster_key '{job_cluster_key}' is not defined in job_clusters "
                                    f"(defined: {defined})")
-            backend = self._clusters[name] = self._new_cluster(cluster.new_cluster, f"dask {name}")
+            backend = self._clusters[name] = self._new_cluster(cluster.new_cluster, name)
         return backend
 
-    def _new_cluster(self, spec: dict | None, label: str) -> ComputeBackend:
-        from .dask_backend import DaskBackend
-        spec = spec or {}
-        dask = self.config.dask
-        return DaskBackend(n_workers=_cluster_size(spec), threads_per_worker=dask.get("threads_per_worker"),
-                           pool_size=self.config.pool_size_for(spec.get("instance_pool_id")), label=label)
+    def _new_cluster(self, spec: dict | None, where: str) -> ComputeBackend:
+        name = self.config.cluster_backend
+        return backend_class(name).new_cluster(spec or {}, self.config, label=f"{name} {where}")
+
+    def _existing_ref(self, cluster_id: str, config: ComputeConfig) -> tuple[str, str | None, bool]:
+        """(backend name, address, named in the config) of an existing_cluster_id."""
+        named = config.named_cluster(cluster_id)
+        if named is not None:
+            backend, address = named
+            return backend or backend_for_address(address or "", config.cluster_backend), address, True
+        return backend_for_address(cluster_id, config.cluster_backend), cluster_id, False
 
     def _existing(self, cluster_id: str) -> ComputeBackend:
         name = f"existing_cluster:{cluster_id}"
         backend = self._clusters.get(name)
         if backend is None:
-            address = self.config.clusters.get(cluster_id)
-            if address is None:
-                if "://" not in cluster_id:
-                    where = self.config.path or (self.home / "config.yml" if self.home else "the workspace config")
-                    raise ComputeError(
-                        f"existing_cluster_id '{cluster_id}' is neither a Dask scheduler address "
-                        f"(tcp://host:port) nor a cluster named under compute.clusters in {where}")
-                address = cluster_id
-            from .dask_backend import DaskBackend
-            backend = DaskBackend(address=address, label=f"dask {name}" if address == cluster_id
-                                  else f"dask {name} ({address})")
-            self._clusters[name] = backend
+            backend_name, address, named = self._existing_ref(cluster_id, self.config)
+            cls = backend_class(backend_name)
+            if not named and "://" not in cluster_id:
+                where = self.config.path or (self.home / "config.yml" if self.home else "the workspace config")
+                raise ComputeError(f"existing_cluster_id '{cluster_id}' is neither {cls.address_hint} nor a "
+                                   f"cluster named under compute.clusters in {where}")
+            label = f"{backend_name} {name}" + (f" ({address})" if named and address else "")
+            backend = self._clusters[name] = cls.existing_cluster(address, self.config, label=label)
         return backend
 
     async def _environment(self, key: str, notebook: bool) -> KernelChoice:
@@ -203,15 +191,19 @@ class RunCompute:
                 resolve_environment, key, self._environment_specs[key], envs_dir=envs_dir, notebook=notebook))
         return await asyncio.shield(future)
 
-    @staticmethod
-    def describe(task: Any) -> str:
+    def describe(self, task: Any) -> str:
         """The compute a task asks for, as the store records it (when it could not run there)."""
+        try:
+            config = self.config
+        except ConfigError:
+            config = ComputeConfig()
         if task.existing_cluster_id:
-            return f"dask existing_cluster:{task.existing_cluster_id}"
+            backend = self._existing_ref(task.existing_cluster_id, config)[0]
+            return f"{backend} existing_cluster:{task.existing_cluster_id}"
         if task.job_cluster_key:
-            return f"dask job_cluster:{task.job_cluster_key}"
+            return f"{config.cluster_backend} job_cluster:{task.job_cluster_key}"
         if task.new_cluster:
-            return f"dask new_cluster:{task.task_key}"
+            return f"{config.cluster_backend} new_cluster:{task.task_key}"
         return "local"
 
     async def target(self, task: Any) -> ComputeTarget:
@@ -236,7 +228,7 @@ class RunCompute:
             elif task.job_cluster_key:
                 backend, close_after = self._cluster_backend(task.job_cluster_key), False
             else:
-                backend = self._new_cluster(task.new_cluster, f"dask new_cluster:{task.task_key}")
+                backend = self._new_cluster(task.new_cluster, f"new_cluster:{task.task_key}")
                 close_after = True
             await backend.start()
             return ComputeTarget(backend, KernelChoice(kernel_name=kernel_name), environment, close_after)
@@ -253,25 +245,3 @@ class RunCompute:
         """After a task: a task-level cluster is closed."""
         if target.close_after:
             await target.backend.close()
-
-
-async def _prestart(manager: Any, notebook_paths: list[str]) -> None:
-    """On the pool loop: the kernelspecs of these notebooks, then fill their pools; warm the imports."""
-    from .kernels import KernelKey
-
-    def names() -> list[str]:
-        found = set()
-        for path in notebook_paths:
-            try:
-                if not path.endswith(".ipynb"):
-                    found.add("python3")
-                    continue
-                with open(path, encoding="utf-8") as fh:
-                    nb = json.load(fh)
-                found.add((nb.get("metadata", {}).get("kernelspec") or {}).get("name") or "python3")
-            except (OSError, ValueError):
-                continue
-        return sorted(found)
-
-    keys = [KernelKey(name) for name in await asyncio.to_thread(names)]
-    await manager.warm(keys)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import sdk_runtime
 from .context import (CHILDREN_DIR, CONTEXT_FILE, ENV_VAR, EXIT_FILE, VALUES_FILE, TaskContext,
                       read_exit_value, read_values, write_json_atomic)
 from .widgets import InputWidgetNotDefined, WidgetsUtils
@@ -216,8 +217,7 @@ def activate(context: TaskContext | str | os.PathLike, *, cwd: str | os.PathLike
     if not isinstance(context, TaskContext):
         context = TaskContext.load(context)
     _session.activate(context)
-    from .sdk_runtime import install
-    install()  # `from databricks.sdk.runtime import dbutils` gives this dbutils (in this task process only)
+    install_runtime()
     if cwd is not None:
         os.chdir(cwd)
     shell = _ipython()
@@ -233,11 +233,15 @@ def activate(context: TaskContext | str | os.PathLike, *, cwd: str | os.PathLike
 def deactivate() -> None:
     """Back to interactive mode (the environment variable is not read again)."""
     _session.reset(env_checked=True)
-    if "nbjobs.kernel.sdk_runtime" in sys.modules:
-        sys.modules["nbjobs.kernel.sdk_runtime"].uninstall()
+    sdk_runtime.uninstall()
     shell = _ipython()
     if shell is not None and _skip_after_exit in shell.input_transformers_post:
         shell.input_transformers_post.remove(_skip_after_exit)
+
+
+def install_runtime() -> None:
+    """`from databricks.sdk.runtime import dbutils` gives this dbutils (in this task process only)."""
+    sdk_runtime.install(dbutils)
 
 
 def current_context() -> TaskContext | None:

@@ -23,7 +23,7 @@ def bootstrap_code() -> str:
 
 def main() -> None:
     """Run `sys.argv[1]` as `__main__` with `sys.argv[2:]` as its arguments."""
-    from .sdk_runtime import install
+    from .dbutils import install_runtime
 
     script = os.path.abspath(sys.argv[1])
     if not os.path.isfile(script):
@@ -31,7 +31,7 @@ def main() -> None:
         sys.exit(2)
     sys.argv = [script, *sys.argv[2:]]
     sys.path[0] = os.path.dirname(script)
-    install()
+    install_runtime()
     try:
         runpy.run_path(script, run_name="__main__")
     except SystemExit:

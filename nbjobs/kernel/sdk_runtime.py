@@ -3,7 +3,8 @@
 The real module builds a `RemoteDbUtils` that needs workspace credentials. A task's kernel or script
 process installs this module under that name before user code runs (`install`); nothing changes in
 any other Python process. Like the SDK's fallback outside a Databricks runtime, `spark`, `sc`,
-`sqlContext`, `sql`, `table` and `udf` are None. Stdlib only.
+`sqlContext`, `sql`, `table` and `udf` are None. Stdlib only; `dbutils` is the shim `install` is given
+(`nbjobs.kernel.dbutils.install_runtime`).
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import sys
 from types import ModuleType
 from typing import Any, Optional
 
-from .dbutils import dbutils
-
 NAME = "databricks.sdk.runtime"
 is_local_implementation = True
+
+dbutils: Any = None  # nbjobs' dbutils, set by install()
 
 spark: Any = None
 sc: Any = None
@@ -59,8 +60,11 @@ __all__ = ["display", "displayHTML", "dbutils", "table", "sql", "udf", "getArgum
 _saved: list[Any] = []
 
 
-def install() -> ModuleType:
-    """Make `databricks.sdk.runtime` this module in this process (idempotent); returns it."""
+def install(shim: Any) -> ModuleType:
+    """Make `databricks.sdk.runtime` this module in this process, with `shim` as its `dbutils`
+    (idempotent); returns it."""
+    global dbutils
+    dbutils = shim
     module = sys.modules[__name__]
     current = sys.modules.get(NAME)
     if current is not module:
