@@ -133,7 +133,6 @@ def update_settings(current: Mapping[str, Any], new_settings: Mapping[str, Any] 
     return out
 
 
-_PATH_FIELDS = (("notebook_task", "notebook_path", "notebook"), ("spark_python_task", "python_file", "script"))
 
 
 def confine_paths(settings: JobSettings | Mapping[str, Any], root: str | os.PathLike) -> dict:
@@ -144,6 +143,7 @@ def confine_paths(settings: JobSettings | Mapping[str, Any], root: str | os.Path
     still leads outside `root` (`../x`) is a JobDefinitionError naming the field."""
     from ..spec import JobDefinitionError, Problem
     from ..spec.validate import is_remote_path
+    from ..tasks.paths import map_task_paths
 
     data = settings.to_dict() if isinstance(settings, JobSettings) else dict(settings)
     base = os.path.normpath(os.path.abspath(os.fspath(root)))
@@ -151,8 +151,9 @@ def confine_paths(settings: JobSettings | Mapping[str, Any], root: str | os.Path
         return data
     problems: list = []
 
-    def fix(value: Any, label: str) -> Any:
-        if not isinstance(value, str) or not value or is_remote_path(value):
+    def fix(value: Any, _what: str, holder: dict, label: str) -> Any:
+        if (not isinstance(value, str) or not value or is_remote_path(value)
+                or str(holder.get("source", "")).upper() == "GIT"):
             return value
         path = os.path.expanduser(value)
         if os.path.isabs(path):
@@ -167,22 +168,7 @@ def confine_paths(settings: JobSettings | Mapping[str, Any], root: str | os.Path
             return value
         return full
 
-    def task_fix(task: Any, label: str) -> Any:
-        if not isinstance(task, dict):
-            return task
-        task = dict(task)
-        key = task.get("task_key")
-        label += f" ({key})" if isinstance(key, str) and key else ""
-        for payload_key, field, _kind in _PATH_FIELDS:
-            payload = task.get(payload_key)
-            if isinstance(payload, dict) and field in payload and str(payload.get("source", "")).upper() != "GIT":
-                task[payload_key] = {**payload, field: fix(payload[field], f"{label}.{payload_key}.{field}")}
-        loop = task.get("for_each_task")
-        if isinstance(loop, dict) and isinstance(loop.get("task"), dict):
-            task["for_each_task"] = {**loop, "task": task_fix(loop["task"], f"{label}.for_each_task.task")}
-        return task
-
-    data["tasks"] = [task_fix(t, f"tasks[{i}]") for i, t in enumerate(data["tasks"])]
+    data["tasks"] = [map_task_paths(t, fix, f"tasks[{i}]") for i, t in enumerate(data["tasks"])]
     if problems:
         raise JobDefinitionError(problems)
     return data

@@ -7,6 +7,7 @@ from .. import api_json
 from .._gc import gc_paused
 from ..errors import InvalidParameterValue, ResourceDoesNotExist
 from ..store import Store
+from ..tasks.registry import kind_of
 
 
 class RunViewsMixin:
@@ -19,6 +20,11 @@ class RunViewsMixin:
         if row is None:
             raise ResourceDoesNotExist(f"Run {run_id} does not exist.")
         return row
+
+    def _iterations(self, task_rows: list[dict]) -> dict[int, list[dict]]:
+        """{task run id: its iterations} of the task runs whose kind runs nested tasks (for-each)."""
+        return {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
+                for t in task_rows if _runs_nested_tasks(t["task"])}
 
     @gc_paused
     def get_run(self, run_id: int, *, include_history: bool = True) -> dict:
@@ -47,8 +53,7 @@ class RunViewsMixin:
         for t in every:
             first.setdefault(t["task_key"], t["task_run_id"])
         task_rows = sorted((t for t in every if t["is_latest"]), key=lambda t: first[t["task_key"]])
-        loops = {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
-                 for t in task_rows if "for_each_task" in t["task"]}
+        loops = self._iterations(task_rows)
         repairs = self.store.repairs(row["run_id"]) if include_history else None
         history = None
         if include_history:
@@ -95,8 +100,7 @@ class RunViewsMixin:
         out = []
         for row in rows:
             tasks = self.store.task_runs(row["run_id"]) if expand_tasks else []
-            loops = {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
-                     for t in tasks if "for_each_task" in t["task"]}
+            loops = self._iterations(tasks)
             run = api_json.run_json(row, tasks, for_each_iterations=loops)
             if not expand_tasks:
                 run.pop("tasks")
@@ -140,6 +144,11 @@ class RunViewsMixin:
             name = Path(row["task"]["notebook_task"].get("notebook_path") or row["task_key"]).stem
             out.append({"content": notebook_html(Path(path)), "name": name, "type": "NOTEBOOK"})
         return {"views": out}
+
+
+def _runs_nested_tasks(task: dict) -> bool:
+    kind = kind_of(task)
+    return kind is not None and bool(kind.nested_tasks)
 
 
 def notebook_html(path: Path) -> str:

@@ -17,6 +17,7 @@ from ..refs import ReferenceResolutionError, RefContext, resolve
 from ..runner import RunDriver
 from ..spec import JobSettings
 from ..store import ACTIVE_STATES, Store, TokenOfDeletedRun, utc_from_ms
+from ..tasks.run_job import called_job_ids
 
 
 class RunsMixin:
@@ -251,14 +252,14 @@ class RunsMixin:
         from ..plan import find_cycle
         calls: dict[int, list[int]] = {}
         if settings is not None:
-            calls[int(job_id)] = _called_jobs(settings)
+            calls[int(job_id)] = called_job_ids(settings)
         todo = list(calls.get(int(job_id), [int(job_id)]))
         while todo:
             current = todo.pop()
             if current in calls:
                 continue
             row = self.store.get_job(current)
-            calls[current] = _called_jobs(row["settings"]) if row else []
+            calls[current] = called_job_ids(row["settings"]) if row else []
             todo.extend(calls[current])
         return find_cycle(calls)
 
@@ -321,20 +322,6 @@ def _subset(settings: Mapping[str, Any], selected: set[str] | None) -> dict:
         tasks.append(task)
     data["tasks"] = tasks
     return data
-
-
-def _called_jobs(settings: Mapping[str, Any]) -> list[int]:
-    """Job ids the job's run_job_tasks call (also inside for_each_task)."""
-    out = []
-    for task in settings.get("tasks") or []:
-        for candidate in (task, (task.get("for_each_task") or {}).get("task") or {}):
-            spec = candidate.get("run_job_task")
-            if isinstance(spec, Mapping):
-                try:
-                    out.append(int(spec.get("job_id")))
-                except (TypeError, ValueError):
-                    pass
-    return out
 
 
 def _cycle_message(cycle: list[int], store: Store) -> str:

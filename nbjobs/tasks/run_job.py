@@ -61,3 +61,24 @@ class RunJobKind(TaskKind):
     def output_json(self, out: dict, row: dict) -> None:
         if row.get("child_run_id"):
             out["run_job_output"] = {"run_id": row["child_run_id"]}
+
+
+def called_job_ids(settings: Any) -> list[int]:
+    """Job ids the run_job_tasks of job settings JSON call (also inside nested tasks, e.g. for-each)."""
+    from .paths import nested_task_fields
+    nested = nested_task_fields()
+    out: list[int] = []
+    todo = [t for t in (settings.get("tasks") or []) if isinstance(t, dict)]
+    while todo:
+        task = todo.pop(0)
+        spec = task.get(RunJobKind.field)
+        if isinstance(spec, dict):
+            try:
+                out.append(int(spec.get("job_id")))
+            except (TypeError, ValueError):
+                pass
+        for field, keys in nested.items():
+            payload = task.get(field)
+            if isinstance(payload, dict):
+                todo.extend(payload[k] for k in keys if isinstance(payload.get(k), dict))
+    return out

@@ -1,51 +1,38 @@
 """Job files as the panel reads and writes them: JSON/YAML JobSettings (or a bundle), with the task
-file paths (`TaskKind.path_fields` of the registered kinds) rewritten for the file's folder."""
+file paths (`TaskKind.path_fields` of the registered kinds, `nbjobs.tasks.paths`) rewritten for the file's folder."""
 from __future__ import annotations
 
 import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..tasks.registry import PathField, kinds
-
-
-def path_fields() -> list[tuple[str, PathField]]:
-    """(payload field, PathField) of every registered task kind, e.g. ("notebook_task", notebook_path)."""
-    return [(kind.field, pf) for kind in kinds() for pf in kind.path_fields]
-
-
-def _paths(task: Any) -> Iterator[tuple[dict, str]]:
-    """(dict, key) of each file path a task names, also in a for-each task's inner `task`."""
-    if not isinstance(task, dict):
-        return
-    for field, pf in path_fields():
-        holder = task.get(field)
-        for key in pf.keys[:-1]:
-            holder = holder.get(key) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and isinstance(holder.get(pf.keys[-1]), str) and holder[pf.keys[-1]]:
-            yield holder, pf.keys[-1]
-    each = task.get("for_each_task")  # Jobs API ForEachTask.task: the task run per input
-    if isinstance(each, dict):
-        yield from _paths(each.get("task"))
+from ..tasks.paths import map_task_paths
+from ..tasks.registry import kinds
 
 
 def rebase(settings: dict, old: Path, new: Path, *, absolute_inside_only: bool = False) -> dict:
     """A copy of `settings` whose relative task paths are relative to `new` instead of `old`
     (with `absolute_inside_only`: absolute paths under `new` become relative, others stay)."""
+
+    def fix(value: Any, _what: str, _holder: dict, _label: str) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        if absolute_inside_only:
+            if os.path.isabs(value):
+                try:
+                    return Path(value).relative_to(new).as_posix()
+                except ValueError:
+                    return value
+            return value
+        if not os.path.isabs(value) and ":" not in value.split("/")[0]:
+            return Path(os.path.relpath(old / value, new)).as_posix()
+        return value
+
     out = copy.deepcopy(settings)
-    for task in out.get("tasks") or []:
-        for holder, key in list(_paths(task)):
-            value = holder[key]
-            if absolute_inside_only:
-                if os.path.isabs(value):
-                    try:
-                        holder[key] = Path(value).relative_to(new).as_posix()
-                    except ValueError:
-                        pass
-            elif not os.path.isabs(value) and ":" not in value.split("/")[0]:
-                holder[key] = Path(os.path.relpath(old / value, new)).as_posix()
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [map_task_paths(task, fix, kinds_only=True, libraries=False) for task in out["tasks"]]
     return out
 
 
