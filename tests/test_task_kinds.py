@@ -108,6 +108,16 @@ def test_toy_kind_runs_and_shows_in_runs_get(workspace, echo_kind):
     assert check["condition_task"]["outcome"] == "true"  # the task value it set
     output = workspace.get_run_output(say["run_id"])
     assert output["echo_output"] == {"text": "hello world"}
+    # the panel draws the run: the toy kind is a node of its own kind, coloured by its state
+    from nbjobs.ui import JobPanel
+    panel = JobPanel.for_run(run["run_id"], client=workspace)
+    try:
+        node = panel.graph.node("say")
+        assert node.data["kind"] == "echo"
+        assert {"kind-echo", "state-succeeded"} <= set(node.classes.split())
+        assert panel.states == {"say": "succeeded", "check": "succeeded"}
+    finally:
+        panel.close()
 
 
 def test_unregistering_restores_the_validation_error(echo_kind):
