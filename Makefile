@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench venv venv-test browser-deps clean
+.PHONY: run test test-pure bench venv venv-test browser-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: venv
 
 test: venv-test browser-deps
 	$(PY) -m pytest
+
+# One tier alone (markers in pyproject.toml): the pure tier runs in seconds.
+test-pure: venv-test
+	$(PY) -m pytest -m pure
 
 # The four benchmarks (nbjobs vs papermill, measured in the same run) and their summary table.
 bench: venv-test

@@ -51,6 +51,11 @@ def workspace(tmp_path):
     ws.close()
 
 
+def by_key(run: dict) -> dict[str, dict]:
+    """A runs/get answer's tasks by task_key."""
+    return {t["task_key"]: t for t in run["tasks"]}
+
+
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     """Poll `predicate` until it returns something truthy (returned), or fail naming `what`."""
     import time
@@ -67,3 +72,18 @@ def task_states(run: dict) -> dict[str, str]:
     """{task_key: result_state (or life_cycle_state)} of a runs/get JSON."""
     return {t["task_key"]: t["state"].get("result_state") or t["state"]["life_cycle_state"]
             for t in run["tasks"]}
+
+
+TIERS = ("pure", "kernels", "dask", "server", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries exactly one tier marker (see pyproject.toml), so `-m <tier>` selects it alone."""
+    bad = []
+    for item in items:
+        found = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(found) != 1:
+            bad.append(f"{item.nodeid}: {', '.join(sorted(found)) or 'no tier'}")
+    if bad:
+        raise pytest.UsageError("each test needs exactly one tier marker (" + ", ".join(TIERS) + "):\n  "
+                                + "\n  ".join(bad))

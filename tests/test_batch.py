@@ -13,6 +13,7 @@ from conftest import write_notebook, write_script
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.mark.kernels
 def test_cli_batch_runs_the_product_of_the_grids_and_prints_a_table(workspace, tmp_path, capsys):
     write_notebook(tmp_path / "report.ipynb",
                    ('region = "all"\nyear = "2000"\nmode = "x"', ["parameters"]),
@@ -44,6 +45,7 @@ def test_cli_batch_runs_the_product_of_the_grids_and_prints_a_table(workspace, t
                                                   "report south 2024 full", "report south 2025 full"]
 
 
+@pytest.mark.kernels
 def test_python_batch_of_a_script_and_a_repair_of_its_failed_combination(workspace, tmp_path):
     script = write_script(tmp_path / "fit.py", """
         import argparse
@@ -77,6 +79,7 @@ def test_python_batch_of_a_script_and_a_repair_of_its_failed_combination(workspa
     assert again.ok and again.job_id == result.job_id
 
 
+@pytest.mark.pure
 def test_batch_input_errors():
     assert parse_grid(["a=1,2", "b=x", "a=3"]) == {"a": ["1", "2", "3"], "b": ["x"]}
     with pytest.raises(ValueError, match=r"--grid 'region': expected NAME=V1,V2"):

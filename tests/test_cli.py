@@ -45,12 +45,14 @@ def job_file(tmp_path):
     })
 
 
+@pytest.mark.pure
 def test_validate_ok(capsys, tmp_path, job_file):
     code, out, _ = cli(capsys, "validate", str(job_file), home=tmp_path / "h")
     assert code == 0
     assert "OK: job 'cli-job' (2 tasks) is valid." in out
 
 
+@pytest.mark.pure
 def test_validate_reports_every_problem_with_exit_code_2(capsys, tmp_path):
     path = write_job(tmp_path / "bad.yml", {"name": "bad", "tasks": [
         {"task_key": "a", "depends_on": [{"task_key": "c"}], "notebook_task": {"notebook_path": "missing.ipynb"}},
@@ -68,6 +70,7 @@ def test_validate_reports_every_problem_with_exit_code_2(capsys, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.kernels
 def test_run_json_is_a_runs_get_document(capsys, tmp_path, job_file):
     code, out, err = cli(capsys, "run", str(job_file), "--json", "--job-param", "day=2026-01-31",
                          home=tmp_path / "h")
@@ -93,6 +96,7 @@ def test_run_json_is_a_runs_get_document(capsys, tmp_path, job_file):
     assert "emit ['2026-01-31']" in json.loads(out)["logs"]
 
 
+@pytest.mark.kernels
 def test_run_updates_the_job_with_the_same_name(capsys, tmp_path, job_file):
     home = tmp_path / "h"
     cli(capsys, "run", str(job_file), home=home)
@@ -106,6 +110,7 @@ def test_run_updates_the_job_with_the_same_name(capsys, tmp_path, job_file):
     assert len(json.loads(out)["runs"]) == 2
 
 
+@pytest.mark.kernels
 def test_failed_run_exits_1_and_success_with_failures_exits_0(capsys, tmp_path):
     write_script(tmp_path / "bad.py", "raise ValueError('bad data')\n")
     write_script(tmp_path / "ok.py", "print('ok')\n")
@@ -122,6 +127,7 @@ def test_failed_run_exits_1_and_success_with_failures_exits_0(capsys, tmp_path):
     assert code == 0 and "SUCCESS_WITH_FAILURES" in out
 
 
+@pytest.mark.kernels
 def test_jobs_verbs(capsys, tmp_path, job_file):
     home = tmp_path / "h"
     body = tmp_path / "jobs" / "body.json"
@@ -161,6 +167,7 @@ def test_jobs_verbs(capsys, tmp_path, job_file):
     assert code == 1 and f"Job {job_id} does not exist." in err
 
 
+@pytest.mark.kernels
 def test_clear_errors_for_bad_input(capsys, tmp_path, job_file):
     home = tmp_path / "h"
     code, _, err = cli(capsys, "run", str(job_file), "--job-param", "day", home=home)
@@ -183,6 +190,7 @@ def test_clear_errors_for_bad_input(capsys, tmp_path, job_file):
         assert "Traceback" not in text
 
 
+@pytest.mark.kernels
 def test_the_installed_entry_point_and_nbjobs_home(tmp_path, job_file):
     env = {**os.environ, "NBJOBS_HOME": str(tmp_path / "envhome")}
     done = subprocess.run([sys.executable, "-m", "nbjobs", "run", str(job_file)], env=env, cwd=tmp_path,
@@ -195,6 +203,7 @@ def test_the_installed_entry_point_and_nbjobs_home(tmp_path, job_file):
     assert done.returncode == 0
 
 
+@pytest.mark.kernels
 def test_sample_job_runs_to_success(capsys, tmp_path):
     code, out, err = cli(capsys, "run", str(ROOT / "sample_notebooks" / "restaurant_job.yml"), "--json",
                          "--job-param", f"data_dir={tmp_path / 'warehouse'}", home=tmp_path / "h")
@@ -206,6 +215,7 @@ def test_sample_job_runs_to_success(capsys, tmp_path):
                       "cleanup": "SUCCESS", "alert": "EXCLUDED"}
 
 
+@pytest.mark.kernels
 def test_ctrl_c_cancels_the_run_and_stops_its_tasks(tmp_path):
     """The local run executes on the workspace's engine; Ctrl-C cancels it (as against a server)."""
     import signal

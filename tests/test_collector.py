@@ -25,6 +25,7 @@ def clean_collector(monkeypatch):
     gc.enable()
 
 
+@pytest.mark.kernels
 def test_a_run_freezes_its_objects_while_it_runs_and_leaves_the_collector_as_it_found_it(workspace, tmp_path,
                                                                                          clean_collector):
     # events reach subscribers off the run loop, so look at the collector while a slow task runs
@@ -42,6 +43,7 @@ def test_a_run_freezes_its_objects_while_it_runs_and_leaves_the_collector_as_it_
     assert gc.isenabled()
 
 
+@pytest.mark.pure
 def test_a_background_run_unfreezes_when_it_ends(workspace, clean_collector):
     run_id = workspace.run_now(workspace.create_job(conditions_job()), wait=False)["run_id"]
     assert workspace.wait(run_id, timeout=60)["state"]["result_state"] == "SUCCESS"
@@ -49,6 +51,7 @@ def test_a_background_run_unfreezes_when_it_ends(workspace, clean_collector):
     assert gc.isenabled()
 
 
+@pytest.mark.pure
 def test_an_application_that_freezes_objects_itself_keeps_them_frozen(workspace, clean_collector):
     gc.freeze()  # e.g. a pre-fork server
     mine = gc.get_freeze_count()

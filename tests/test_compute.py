@@ -43,6 +43,7 @@ def output_text(row: dict) -> str:
     return "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
 
 
+@pytest.mark.kernels
 def test_an_environment_with_dependencies_is_installed_once_and_only_its_tasks_see_it(workspace, tmp_path):
     wheel = make_wheel(tmp_path)
     probe = "try:\n    import nbjobs_envtest\n    print('found', nbjobs_envtest.VERSION)\nexcept ImportError:\n    print('missing')"
@@ -69,12 +70,14 @@ def test_an_environment_with_dependencies_is_installed_once_and_only_its_tasks_s
     assert {r["compute"] for r in rows.values()} == {"local"}
 
 
+@pytest.mark.pure
 def test_unsatisfied_lists_what_this_interpreter_lacks():
     assert unsatisfied(["nbformat>=4", "papermill", "# a comment", "nbformat<1", "no-such-dist-xyz",
                         "./wheels/x.whl", "pkg @ https://example.com/x.whl"]) == [
         "nbformat<1", "no-such-dist-xyz", "./wheels/x.whl", "pkg @ https://example.com/x.whl"]
 
 
+@pytest.mark.kernels
 def test_an_environment_naming_a_kernelspec_or_a_virtualenv(workspace, tmp_path):
     write_notebook(tmp_path / "nb.ipynb", "print('ran')")
     job_id = workspace.create_job({
@@ -91,6 +94,7 @@ def test_an_environment_naming_a_kernelspec_or_a_virtualenv(workspace, tmp_path)
                                f"interpreter at {tmp_path / 'no-venv' / 'bin' / 'python'}")
 
 
+@pytest.mark.pure
 def test_undefined_compute_keys_are_refused_when_the_job_is_created(workspace, tmp_path):
     write_notebook(tmp_path / "nb.ipynb", "1")
     nb = {"notebook_path": "nb.ipynb"}
@@ -106,6 +110,7 @@ def test_undefined_compute_keys_are_refused_when_the_job_is_created(workspace, t
     assert workspace.list_jobs() == []  # nothing half-written
 
 
+@pytest.mark.pure
 def test_compute_that_cannot_be_used_fails_the_task_with_the_reason(workspace, tmp_path):
     write_notebook(tmp_path / "nb.ipynb", "1")
     job_id = workspace.create_job({
@@ -122,6 +127,7 @@ def test_compute_that_cannot_be_used_fails_the_task_with_the_reason(workspace, t
     assert computes == {"existing": "dask existing_cluster:0123-prod"}
 
 
+@pytest.mark.pure
 def test_the_workspace_config_compute_section(tmp_path):
     assert load_compute_config(tmp_path).clusters == {}
     (tmp_path / "config.yml").write_text(
@@ -141,6 +147,7 @@ def test_the_workspace_config_compute_section(tmp_path):
         load_compute_config(tmp_path)
 
 
+@pytest.mark.pure
 def test_the_config_names_the_backend_of_clusters(tmp_path):
     config = load_compute_config(tmp_path)
     assert config.cluster_backend == "dask" and config.named_cluster("x") is None

@@ -59,7 +59,7 @@ def dask_address():
         yield cluster.scheduler_address
 
 
-@pytest.fixture(params=["local", "dask"])
+@pytest.fixture(params=[pytest.param("local", marks=pytest.mark.kernels), pytest.param("dask", marks=pytest.mark.dask)])
 def new_backend(request):
     """A factory of started-per-test backends of each implementation."""
     if request.param == "local":
@@ -222,6 +222,7 @@ def task(key: str, **compute) -> SimpleNamespace:
     return SimpleNamespace(**{**fields, **compute})
 
 
+@pytest.mark.pure
 def test_the_built_in_backends_are_found_by_name(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", {})
     assert registry.backend_class("local") is LocalBackend
@@ -233,6 +234,7 @@ def test_the_built_in_backends_are_found_by_name(monkeypatch):
         registry.backend_class("nope")
 
 
+@pytest.mark.pure
 def test_an_engine_that_is_not_installed_says_which_extra_to_install(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", {})
     registry.register_backend("dask", "nbjobs_no_such_engine:DaskBackend")
@@ -245,6 +247,7 @@ def test_an_engine_that_is_not_installed_says_which_extra_to_install(monkeypatch
                               "No module named 'nbjobs_no_such_engine'. Install it with: pip install 'nbjobs[dask]'")
 
 
+@pytest.mark.pure
 def test_a_backend_declared_by_an_entry_point_serves_a_named_cluster_and_job_clusters(toy_package, tmp_path):
     assert "toy" in registry.backend_names()
     (tmp_path / "config.yml").write_text("compute:\n  cluster_backend: toy\n  clusters:\n"
@@ -276,6 +279,7 @@ def test_a_backend_declared_by_an_entry_point_serves_a_named_cluster_and_job_clu
     assert compute.describe(task("d", new_cluster={"num_workers": 1})) == "toy new_cluster:d"
 
 
+@pytest.mark.kernels
 def test_a_job_runs_its_task_on_a_backend_named_in_the_config(toy_package, workspace, tmp_path):
     (workspace.home / "config.yml").write_text("compute:\n  clusters:\n    sandbox: {backend: toy}\n")
     write_notebook(tmp_path / "nb.ipynb", "raise RuntimeError('the toy backend does not execute notebooks')")
@@ -290,6 +294,7 @@ def test_a_job_runs_its_task_on_a_backend_named_in_the_config(toy_package, works
     assert nbjobs_toy_backend.RUNS == [("toy existing_cluster:sandbox", "nb.ipynb", None)]
 
 
+@pytest.mark.kernels
 def test_cluster_backend_local_runs_job_clusters_on_the_local_pool(workspace, tmp_path):
     (workspace.home / "config.yml").write_text("compute:\n  cluster_backend: local\n")
     write_notebook(tmp_path / "nb.ipynb", "import os\nprint(os.getpid())")

@@ -21,7 +21,7 @@ from nbjobs.contract import CONTRACT_VERBS, REPAIR_RERUN_DEPENDENT_TASKS, JobsCl
 from nbjobs.errors import InvalidParameterValue, InvalidState, JobDefinitionError, ResourceDoesNotExist
 from nbjobs.follow import cancel_on_interrupt
 from nbjobs.service import Workspace
-from conftest import ROOT, task_states, wait_for, write_script
+from conftest import ROOT, by_key, task_states, wait_for, write_script
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -80,10 +80,6 @@ def flaky_job(name: str, flag: str) -> dict:
 def slow_job(name: str) -> dict:
     return {"name": name, "max_concurrent_runs": 5,
             "tasks": [{"task_key": "slow", "spark_python_task": {"python_file": "slow.py"}}]}
-
-
-def by_key(run: dict) -> dict:
-    return {t["task_key"]: t for t in run["tasks"]}
 
 
 class ContractSuite:
@@ -310,6 +306,7 @@ class ContractSuite:
             client.get_run_output(run["run_id"])
 
 
+@pytest.mark.kernels
 class TestWorkspace(ContractSuite):
     """The in-process implementation: runs execute in this process."""
 
@@ -319,6 +316,7 @@ class TestWorkspace(ContractSuite):
         yield ws
         ws.close()
 
+    @pytest.mark.kernels
     def test_wait_relays_every_kind_of_the_bus_for_a_run_executing_here(self, client, root, tmp_path):
         job_id = client.create_job({"name": "retried", "tasks": [
             {"task_key": "b", "max_retries": 1, "min_retry_interval_millis": 0,
@@ -356,6 +354,7 @@ def served(tmp_path_factory, root):
             proc.wait(10)
 
 
+@pytest.mark.server
 class TestServer(ContractSuite):
     """The HTTP client of a real server: runs execute in the server process."""
 
@@ -365,6 +364,7 @@ class TestServer(ContractSuite):
         yield client
         client.close()
 
+    @pytest.mark.server
     def test_a_workspace_follows_a_run_executing_in_another_process(self, client, served, root):
         job_id = client.create_job(condition_job(unique("elsewhere")), base_dir=root)
         run_id = client.run_now(job_id, wait=False)["run_id"]
@@ -376,6 +376,7 @@ class TestServer(ContractSuite):
         assert ("task_end", "emit") in seen and seen[-1] == ("run_end", None)
 
 
+@pytest.mark.pure
 def test_both_implementations_have_the_contract_signatures():
     """Every verb: the same parameters (names, kinds, defaults, in order) as the Protocol's."""
     def shape(fn):

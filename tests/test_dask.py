@@ -17,7 +17,7 @@ import pytest
 
 from conftest import wait_for, task_states, write_notebook, write_script
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.dask]
 
 
 def spawned_workers() -> set[int]:

@@ -1,10 +1,14 @@
 """No import cycles among nbjobs modules: every import (module level and inside functions) is an edge."""
 from __future__ import annotations
 
+import pytest
+
 import ast
 from pathlib import Path
 
 import nbjobs
+
+pytestmark = pytest.mark.pure
 
 ROOT = Path(nbjobs.__file__).parent
 

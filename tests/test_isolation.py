@@ -1,11 +1,15 @@
 """Every notebook task gets a fresh kernel from the warm pool: nothing one task does is seen by the next."""
 from __future__ import annotations
 
+import pytest
+
 import os
 
 import nbformat
 
 from conftest import task_states, write_notebook
+
+pytestmark = pytest.mark.kernels
 
 
 def outputs(path) -> str:

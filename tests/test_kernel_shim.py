@@ -47,6 +47,7 @@ def job(tmp_path):
 
 # -- TaskContext ----------------------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_context_json_round_trip(tmp_path):
     ctx = make_context(tmp_path, notebook_path=None, job_id=None)
     again = TaskContext.from_json(ctx.to_json())
@@ -57,6 +58,7 @@ def test_context_json_round_trip(tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name != CONTEXT_FILE]  # no temp files left
 
 
+@pytest.mark.pure
 def test_context_from_json_tolerates_new_fields_and_names_missing_ones():
     data = make_context(Path("/r")).to_dict()
     data["added_later"] = 1
@@ -67,6 +69,7 @@ def test_context_from_json_tolerates_new_fields_and_names_missing_ones():
         TaskContext.from_json(json.dumps({"job_name": "j"}))
 
 
+@pytest.mark.kernels
 def test_kernel_package_is_light():
     code = ("import sys, nbjobs.kernel; from nbjobs.kernel import dbutils; "
             "heavy = {'pydantic', 'sqlalchemy', 'IPython', 'ipywidgets', 'papermill', 'nbformat', 'nbclient'}; "
@@ -77,6 +80,7 @@ def test_kernel_package_is_light():
 
 # -- widgets in a job -----------------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_widgets_in_a_job_read_parameters_then_declared_defaults(job):
     w = dbutils.widgets
     assert w.get("env") == "prod"
@@ -96,6 +100,7 @@ def test_widgets_in_a_job_read_parameters_then_declared_defaults(job):
     assert w.get("env") == "prod"             # job parameters stay readable
 
 
+@pytest.mark.pure
 def test_widget_errors_a_user_sees(job):
     w = dbutils.widgets
     with pytest.raises(InputWidgetNotDefined, match="No input widget named 'missing' is defined"):
@@ -117,6 +122,7 @@ def test_widget_errors_a_user_sees(job):
 
 # -- widgets outside a job ------------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_widgets_outside_a_job_are_real_controls_whose_value_get_follows():
     import ipywidgets
     w = dbutils.widgets
@@ -153,6 +159,7 @@ def test_widgets_outside_a_job_are_real_controls_whose_value_get_follows():
 
 # -- task values ----------------------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_task_values_set_persists_json_types_immediately(job):
     tv = dbutils.jobs.taskValues
     tv.set("count", 3)
@@ -166,6 +173,7 @@ def test_task_values_set_persists_json_types_immediately(job):
     assert sorted(p.name for p in Path(job.run_dir).iterdir()) == [VALUES_FILE]
 
 
+@pytest.mark.pure
 def test_task_values_size_limit_is_48_kib_of_json(job):
     tv = dbutils.jobs.taskValues
     tv.set("just_fits", "x" * (MAX_VALUE_BYTES - 2))    # two quotes make 49,152 bytes
@@ -176,6 +184,7 @@ def test_task_values_size_limit_is_48_kib_of_json(job):
     assert "big" not in read_values(job.run_dir)
 
 
+@pytest.mark.pure
 def test_task_values_set_rejects_bad_keys_and_values(job):
     tv = dbutils.jobs.taskValues
     with pytest.raises(ValueError, match="Task value key must be a non-empty string, got ''"):
@@ -188,6 +197,7 @@ def test_task_values_set_rejects_bad_keys_and_values(job):
         tv.set("nan", float("nan"))
 
 
+@pytest.mark.pure
 def test_task_values_get_in_a_job(job):
     tv = dbutils.jobs.taskValues
     rows = tv.get("ingest", "rows")
@@ -208,6 +218,7 @@ def test_task_values_get_in_a_job(job):
     assert tv.get("ingest", "rows", debugValue=1) == 42  # debugValue is only for outside a job
 
 
+@pytest.mark.pure
 def test_task_values_outside_a_job():
     tv = dbutils.jobs.taskValues
     assert tv.get("ingest", "rows", debugValue=5) == 5
@@ -222,6 +233,7 @@ def test_task_values_outside_a_job():
 
 # -- context from the environment (scripts) --------------------------------------------------------
 
+@pytest.mark.pure
 def test_context_is_read_lazily_from_the_environment(tmp_path, monkeypatch):
     ctx = make_context(tmp_path)
     path = ctx.save(tmp_path / CONTEXT_FILE)
@@ -232,6 +244,7 @@ def test_context_is_read_lazily_from_the_environment(tmp_path, monkeypatch):
     assert read_values(tmp_path) == {"from_script": 1}
 
 
+@pytest.mark.pure
 def test_unreadable_context_in_the_environment_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nope.json"))
     _session.reset()
@@ -241,6 +254,7 @@ def test_unreadable_context_in_the_environment_is_a_clear_error(tmp_path, monkey
 
 # -- notebook.exit / notebook.run without a kernel -------------------------------------------------
 
+@pytest.mark.pure
 def test_exit_in_a_script_task_writes_the_value_then_exits_0(job):
     with pytest.raises(SystemExit) as info:
         dbutils.notebook.exit({"rows": 3})
@@ -249,6 +263,7 @@ def test_exit_in_a_script_task_writes_the_value_then_exits_0(job):
     assert read_exit_value(job.run_dir) == "{'rows': 3}"
 
 
+@pytest.mark.pure
 def test_exit_outside_a_job_without_ipython_prints_the_value(capsys):
     with pytest.raises(SystemExit) as info:
         dbutils.notebook.exit(5)
@@ -256,6 +271,7 @@ def test_exit_outside_a_job_without_ipython_prints_the_value(capsys):
     assert capsys.readouterr().out == "Notebook exited: 5\n"
 
 
+@pytest.mark.pure
 def test_notebook_run_names_a_missing_notebook(job):
     with pytest.raises(FileNotFoundError) as info:
         dbutils.notebook.run("nowhere", 10)
@@ -266,6 +282,7 @@ def test_notebook_run_names_a_missing_notebook(job):
 
 # -- notebook preparation (papermill, no kernel) ---------------------------------------------------
 
+@pytest.mark.pure
 def test_prepare_injects_context_cell_first_and_parameters_after_the_parameters_cell(tmp_path):
     from nbjobs.kernel.execute import INJECTED_TAG, prepare_notebook
     source = NOTEBOOKS / "params.ipynb"
@@ -286,6 +303,7 @@ def test_prepare_injects_context_cell_first_and_parameters_after_the_parameters_
     assert len(plain.cells) == 4
 
 
+@pytest.mark.pure
 def test_script_error_summary():
     from nbjobs.compute.subprocess import _summary
     lines = ["starting", "Traceback (most recent call last):", '  File "x.py", line 3, in <module>',
@@ -296,10 +314,12 @@ def test_script_error_summary():
     assert _summary("x.py", -9, []) == "x.py was killed by SIGKILL"
 
 
+@pytest.mark.pure
 def test_no_stray_state_between_tests():
     assert dbutils.widgets.getAll() == {} and os.environ.get(ENV_VAR) is None
 
 
+@pytest.mark.pure
 def test_an_exit_that_surfaced_as_an_error_output_still_counts_as_success():
     import nbformat
     from nbjobs.kernel.execute import EXIT_ENAME, _finish_exit, _first_error

@@ -75,12 +75,14 @@ def wait_states(panel: JobPanel, expected: dict, timeout: float = 120) -> None:
     assert panel.states == expected
 
 
+@pytest.mark.pure
 def test_load_ext_gives_dbutils_and_the_magics(ip):
     from nbjobs.kernel import dbutils
     assert ip.user_ns["dbutils"] is dbutils is nbjobs.dbutils
     assert "job" in ip.magics_manager.magics["cell"] and "job" in ip.magics_manager.magics["line"]
 
 
+@pytest.mark.kernels
 def test_job_cell_validates_registers_shows_and_runs(nb, workspace):
     panel, cap = cell(nb, "greet --run --job-param who=Ada", JOB)
     assert isinstance(panel, JobPanel)
@@ -97,6 +99,7 @@ def test_job_cell_validates_registers_shows_and_runs(nb, workspace):
     assert panel2.run_id is None and panel2.history.options  # the earlier run is in the history
 
 
+@pytest.mark.pure
 def test_job_cell_problems_are_a_readable_list(nb, workspace):
     result, cap = cell(nb, "broken", "tasks:\n  - task_key: a\n    depends_on: [{task_key: ghost}]\n"
                                      "    notebook_task: {notebook_path: nowhere.ipynb}\n")
@@ -121,6 +124,7 @@ def test_job_cell_problems_are_a_readable_list(nb, workspace):
     assert panel.job_id == workspace.list_jobs(name="as-json")[0]["job_id"]
 
 
+@pytest.mark.kernels
 def test_job_verbs(nb, workspace, tmp_path):
     os.close(os.open("FAIL", os.O_CREAT))
     panel, _ = cell(nb, "verbs", JOB)
@@ -158,6 +162,7 @@ def test_job_verbs(nb, workspace, tmp_path):
     assert f"Run {run_id} has no failed task to repair" in shown(cap)
 
 
+@pytest.mark.kernels
 def test_cancel_shows_the_run_table(nb, workspace, tmp_path):
     write_notebook(tmp_path / "nb" / "slow.ipynb", "import time\ntime.sleep(60)")
     panel, _ = cell(nb, "slow --run", "tasks:\n  - task_key: slow\n    notebook_task: {notebook_path: slow.ipynb}\n")
@@ -169,6 +174,7 @@ def test_cancel_shows_the_run_table(nb, workspace, tmp_path):
     assert f"Run {panel.run_id}" in text and "CANCELED" in text
 
 
+@pytest.mark.kernels
 def test_validate_and_batch(nb, workspace, tmp_path):
     from conftest import ROOT
     _, cap = line(nb, f"validate {ROOT / 'sample_notebooks' / 'restaurant_job.yml'}")
@@ -192,6 +198,7 @@ def test_validate_and_batch(nb, workspace, tmp_path):
     assert batch.states == {"batch": "succeeded"}
 
 
+@pytest.mark.pure
 def test_usage_errors_are_one_line_messages(nb):
     with capture_output() as cap:
         result = nb.run_cell("%job bogus")
@@ -202,6 +209,7 @@ def test_usage_errors_are_one_line_messages(nb):
     assert "%job repair RUN_ID" in shown(cap)
 
 
+@pytest.mark.pure
 def test_interactive_widgets_render_and_get_returns_the_current_value(nb):
     with capture_output() as cap:
         nb.run_cell('dbutils.widgets.text("city", "Paris", "City")\n'

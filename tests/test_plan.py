@@ -9,13 +9,19 @@ from nbjobs.plan import (
     JobGraph,
     PlanTask,
     Planner,
+    RetryPolicy,
     Step,
     decide,
     edge_state,
     find_cycle,
+    iterations_to_reuse,
     repair_selection,
+    retry_delay,
+    select_only,
 )
 from nbjobs.states import ResultState as S, RunIf as R
+
+pytestmark = pytest.mark.pure
 
 RUN = None
 UF, UC, EX, DIS = S.UPSTREAM_FAILED, S.UPSTREAM_CANCELED, S.EXCLUDED, S.DISABLED
@@ -610,3 +616,64 @@ def test_ten_thousand_task_cycle_is_found_without_recursion():
     deps = {f"t{i}": [f"t{(i + 1) % N}"] for i in range(N)}
     cycle = find_cycle(deps)
     assert cycle[0] == cycle[-1] == "t0" and len(cycle) == N + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# retries, run-now `only`, for-each iterations reused by a repair
+
+def P(key, *deps):
+    return PlanTask(key, tuple(D(d) for d in deps))
+
+
+GRAPH = JobGraph([P("a"), P("b", "a"), P("c", "b"), P("d", "a"), P("e")])
+
+
+@pytest.mark.parametrize("policy, attempt, result, started, now, expected", [
+    (RetryPolicy(), 0, S.FAILED, 0, 0, None),                                   # max_retries 0: never
+    (RetryPolicy(max_retries=2), 0, S.FAILED, 0, 0, 0.0),                       # retry at once
+    (RetryPolicy(max_retries=2), 1, S.FAILED, 0, 0, 0.0),
+    (RetryPolicy(max_retries=2), 2, S.FAILED, 0, 0, None),                      # attempts 0, 1, 2 ran
+    (RetryPolicy(max_retries=-1), 500, S.FAILED, 0, 0, 0.0),                    # forever
+    (RetryPolicy(max_retries=3), 0, S.SUCCESS, 0, 0, None),
+    (RetryPolicy(max_retries=3), 0, S.CANCELED, 0, 0, None),                    # a cancel is final
+    (RetryPolicy(max_retries=3), 0, S.UPSTREAM_FAILED, 0, 0, None),
+    (RetryPolicy(max_retries=3), 0, S.TIMEDOUT, 0, 0, None),                    # retry_on_timeout off
+    (RetryPolicy(max_retries=3, retry_on_timeout=True), 0, S.TIMEDOUT, 0, 0, 0.0),
+    (RetryPolicy(max_retries=3, retryable=False), 0, S.FAILED, 0, 0, None),     # condition tasks
+    # the interval counts from the START of the failed attempt
+    (RetryPolicy(max_retries=1, min_retry_interval_millis=5000), 0, S.FAILED, 10_000, 12_000, 3.0),
+    (RetryPolicy(max_retries=1, min_retry_interval_millis=5000), 0, S.FAILED, 10_000, 16_000, 0.0),
+])
+def test_retry_delay(policy, attempt, result, started, now, expected):
+    assert retry_delay(policy, attempt_number=attempt, result=result, started_ms=started, now_ms=now) == expected
+
+
+@pytest.mark.parametrize("only, expected", [
+    (["b"], {"b"}),
+    (["+b"], {"a", "b"}),
+    (["b+"], {"b", "c"}),
+    (["+b+"], {"a", "b", "c"}),
+    (["a+", "e"], {"a", "b", "c", "d", "e"}),
+    ([" c ", "d"], {"c", "d"}),
+])
+def test_select_only(only, expected):
+    assert select_only(GRAPH, only) == expected
+
+
+def test_select_only_errors_name_the_task():
+    with pytest.raises(ValueError, match=r"only: 'B' is not a task of this job \(did you mean 'b'\?\)"):
+        select_only(GRAPH, ["B"])
+    with pytest.raises(ValueError, match="only is empty"):
+        select_only(GRAPH, [])
+
+
+@pytest.mark.parametrize("previous, inputs, succeeded, expected", [
+    ({0: ("a", S.SUCCESS), 1: ("b", S.FAILED), 2: ("c", S.SUCCESS)}, ["a", "b", "c"], False, {0, 2}),
+    ({0: ("a", S.SUCCESS), 1: ("b", S.FAILED)}, ["a", "b"], True, set()),          # rerun on purpose: all
+    ({0: ("a", S.SUCCESS), 1: ("b", S.SUCCESS)}, ["x", "b"], False, {1}),           # input changed at 0
+    ({0: ("a", S.SUCCESS), 5: ("z", S.SUCCESS)}, ["a"], False, {0}),                # fewer inputs now
+    ({0: ({"k": 1}, S.SUCCESS), 1: ({"k": 2}, S.CANCELED)}, [{"k": 1}, {"k": 2}], False, {0}),
+    ({0: ("a", S.TIMEDOUT)}, ["a"], False, set()),
+])
+def test_iterations_to_reuse(previous, inputs, succeeded, expected):
+    assert iterations_to_reuse(previous, inputs, previous_succeeded=succeeded) == expected

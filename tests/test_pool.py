@@ -17,7 +17,7 @@ from nbjobs.tasks.notebook import run_notebook_task
 
 from conftest import wait_for, task_states, write_notebook
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.kernels]
 
 
 

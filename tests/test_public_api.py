@@ -1,3 +1,4 @@
+import pytest
 """The public surface: a sorted __all__ whose every name resolves, and a cheap `from nbjobs import dbutils`."""
 import subprocess
 import sys
@@ -5,12 +6,14 @@ import sys
 import nbjobs
 
 
+@pytest.mark.pure
 def test_all_is_sorted_and_every_name_resolves():
     assert nbjobs.__all__ == sorted(nbjobs.__all__)
     for name in nbjobs.__all__:
         assert getattr(nbjobs, name) is not None, name
 
 
+@pytest.mark.pure
 def test_unknown_attribute_is_an_attribute_error():
     try:
         nbjobs.no_such_name
@@ -27,10 +30,12 @@ def loaded_by(statement: str, modules: tuple[str, ...]) -> list[str]:
     return eval(out)
 
 
+@pytest.mark.kernels
 def test_importing_dbutils_does_not_load_the_orchestrator():
     assert loaded_by("from nbjobs import dbutils", ("sqlalchemy", "pydantic", "papermill", "nbjobs.runner")) == []
 
 
+@pytest.mark.pure
 def test_gc_pause_nests_and_restores_the_collector():
     import gc
     import threading
@@ -66,5 +71,6 @@ def test_gc_pause_nests_and_restores_the_collector():
     assert gc.isenabled()  # restored after an exception too
 
 
+@pytest.mark.kernels
 def test_importing_the_http_client_loads_neither_the_store_nor_the_runner():
     assert loaded_by("import nbjobs.client", ("sqlalchemy", "nbjobs.runner", "nbjobs.store", "nbjobs.service")) == []

@@ -18,6 +18,8 @@ from nbjobs.refs import (
     value_of,
 )
 
+pytestmark = pytest.mark.pure
+
 UTC = timezone.utc
 START = datetime(2026, 11, 22, 11, 5, 0, 123456, tzinfo=UTC)  # a Sunday
 TRIGGER = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)            # a Monday

@@ -13,13 +13,9 @@ from databricks.sdk.service.jobs import Run
 
 from nbjobs.cli import main
 from nbjobs.service import InvalidParameterValue, InvalidState, Workspace
-from conftest import ROOT, task_states, write_job, write_notebook, write_script
+from conftest import ROOT, by_key, task_states, write_job, write_notebook, write_script
 
-pytestmark = pytest.mark.timeout(120)
-
-
-def by_key(run: dict) -> dict[str, dict]:
-    return {t["task_key"]: t for t in run["tasks"]}
+pytestmark = [pytest.mark.timeout(120), pytest.mark.kernels]
 
 
 @pytest.fixture
@@ -181,7 +177,7 @@ def test_kill_9_of_the_orchestrator_leaves_a_repairable_run(workspace, tmp_path)
         dbutils.jobs.taskValues.set("batch", "b-17")
         print("first done")
     """)
-    second = write_script(tmp_path / "second.py", f"""
+    write_script(tmp_path / "second.py", f"""
         import os, pathlib, time
         from nbjobs import dbutils
         batch = dbutils.jobs.taskValues.get("first", "batch")

@@ -78,6 +78,7 @@ def _output_text(path: str) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
+@pytest.mark.kernels
 def test_parameters_values_exit_values_and_branches(workspace, pipeline):
     job_id = workspace.create_job(pipeline)
     run = workspace.run_now(job_id, {"limit": "7"})
@@ -113,6 +114,7 @@ def test_parameters_values_exit_values_and_branches(workspace, pipeline):
     assert all(not c.get("outputs") for c in nbformat.read(src, as_version=4).cells)
 
 
+@pytest.mark.kernels
 def test_failing_notebook_keeps_its_output_and_error(workspace, tmp_path):
     write_notebook(tmp_path / "ok.ipynb", "print('fine')")
     write_notebook(tmp_path / "bad.ipynb", "x = 1", "print('before the error')\n1 / 0")
@@ -149,6 +151,7 @@ def test_failing_notebook_keeps_its_output_and_error(workspace, tmp_path):
     assert {t.task_key: t.state.result_state.value for t in parsed.tasks}["after"] == "UPSTREAM_FAILED"
 
 
+@pytest.mark.kernels
 def test_a_failing_leaf_fails_the_job_and_no_rollback_of_earlier_writes(workspace, tmp_path):
     marker = tmp_path / "written.txt"
     write_notebook(tmp_path / "writes.ipynb", f"open({str(marker)!r}, 'w').write('committed')")
@@ -166,6 +169,7 @@ def test_a_failing_leaf_fails_the_job_and_no_rollback_of_earlier_writes(workspac
     assert "exit code 1" in boom["error"] or "boom: bad input" in boom["error"]
 
 
+@pytest.mark.kernels
 def test_condition_false_branch_and_non_numeric_operand(workspace, tmp_path):
     write_notebook(tmp_path / "n.ipynb", "print('ran')")
     job_id = workspace.create_job({"name": "cond", "parameters": [{"name": "score", "default": "0.5"}], "tasks": [
@@ -189,6 +193,7 @@ def test_condition_false_branch_and_non_numeric_operand(workspace, tmp_path):
     assert run["state"]["result_state"] == "FAILED"
 
 
+@pytest.mark.pure
 def test_unknown_job_parameter_is_refused_before_any_run(workspace, tmp_path):
     write_notebook(tmp_path / "n.ipynb", "print('ran')")
     job_id = workspace.create_job({"name": "p", "parameters": [{"name": "a", "default": "1"}],
@@ -199,6 +204,7 @@ def test_unknown_job_parameter_is_refused_before_any_run(workspace, tmp_path):
     assert workspace.list_runs(job_id=job_id) == []
 
 
+@pytest.mark.kernels
 def test_independent_tasks_run_in_parallel_within_the_limit(workspace, tmp_path):
     log = tmp_path / "spans.jsonl"
     write_script(tmp_path / "span.py", f"""
@@ -223,6 +229,7 @@ def asyncio_run(workspace, job_id, **kw):
     return asyncio.run(workspace.execute_run(run_id, **kw))
 
 
+@pytest.mark.kernels
 def test_run_now_without_waiting_runs_on_the_background_engine(workspace, tmp_path):
     write_script(tmp_path / "slow.py", "import time; time.sleep(0.5); print('done')\n")
     job_id = workspace.create_job({"name": "bg", "tasks": [

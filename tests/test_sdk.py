@@ -12,7 +12,7 @@ from databricks.sdk.service import jobs
 from nbjobs.server import ServerThread
 from conftest import write_script
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
 TOKEN = "sdk-token-5678"
 

@@ -20,7 +20,7 @@ from nbjobs.service import InvalidParameterValue, ResourceDoesNotExist
 from nbjobs.spec import JobDefinitionError
 from conftest import ROOT, write_job, write_notebook, write_script
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
 TOKEN = "test-token-1234"
 

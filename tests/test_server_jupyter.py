@@ -15,7 +15,7 @@ from databricks.sdk import WorkspaceClient
 from nbjobs.service import Workspace
 from conftest import write_script
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
 TOKEN = "jupyter-token-9012"
 

@@ -21,7 +21,7 @@ from nbjobs.services.recovery import RecoveryService
 from nbjobs.store import Store
 from conftest import ROOT, wait_for, write_script
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
 FAST = dict(lease_ttl=1.0, backoff=(0.05, 0.4), stop_timeout=2.0, tick=0.05)
 

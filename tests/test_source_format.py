@@ -47,6 +47,7 @@ SOURCE = textwrap.dedent('''\
     ''')
 
 
+@pytest.mark.pure
 def test_cells_markdown_magics_and_titles(tmp_path):
     (tmp_path / "helpers.py").write_text("# Databricks notebook source\nHELP = 1\n")
     assert is_source_notebook(SOURCE) and not is_source_notebook("print(1)\n")
@@ -65,6 +66,7 @@ def test_cells_markdown_magics_and_titles(tmp_path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.pure
 def test_plain_py_and_other_languages(tmp_path):
     nb = from_source("x = 1\n\nprint(x)\n")
     assert [c.source for c in nb.cells] == ["x = 1\n\nprint(x)"]
@@ -75,6 +77,7 @@ def test_plain_py_and_other_languages(tmp_path):
     assert [c.source for c in read_notebook(path).cells] == ["print(1)", "print(2)"]
 
 
+@pytest.mark.kernels
 def test_a_source_format_notebook_runs_as_a_notebook_task(workspace, tmp_path):
     src = tmp_path / "src"
     (src).mkdir()
@@ -123,6 +126,7 @@ def test_a_source_format_notebook_runs_as_a_notebook_task(workspace, tmp_path):
     assert runtime is None or "nbjobs" not in runtime.__name__
 
 
+@pytest.mark.kernels
 def test_a_failing_script_reports_its_own_traceback(workspace, tmp_path):
     write_script(tmp_path / "bad.py", """
         import sys

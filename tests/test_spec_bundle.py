@@ -9,6 +9,8 @@ import pytest
 
 from nbjobs.spec import JobDefinitionError, load_job
 
+pytestmark = pytest.mark.pure
+
 FIXTURES = Path(__file__).parent / "fixtures" / "spec"
 BUNDLE = FIXTURES / "bundle"
 SRC = BUNDLE / "src"

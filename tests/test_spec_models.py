@@ -23,6 +23,8 @@ from nbjobs.spec import (
     parse_job_settings,
 )
 
+pytestmark = pytest.mark.pure
+
 FIXTURES = Path(__file__).parent / "fixtures" / "spec"
 SIMPLE = FIXTURES / "simple"
 

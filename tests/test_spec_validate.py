@@ -11,6 +11,8 @@ import pytest
 from nbjobs.spec import JobDefinitionError, Problem, parse_job_settings, validate_job_settings
 from nbjobs.spec.validate import cycle_in_run_order
 
+pytestmark = pytest.mark.pure
+
 
 def nb(path="a.ipynb", **params):
     return {"notebook_path": path, **({"base_parameters": params} if params else {})}

@@ -60,6 +60,7 @@ def golden(tmp_path_factory):
     return asyncio.run(run_all())
 
 
+@pytest.mark.kernels
 def test_parameters_reach_variables_and_widgets(golden):
     out, run_dir = golden["params"]
     assert out.ok and out.error is None and out.output_path == run_dir / NOTEBOOK_FILE
@@ -80,6 +81,7 @@ def test_parameters_reach_variables_and_widgets(golden):
     assert all(not c.get("outputs") for c in source.cells)   # the source notebook is never written
 
 
+@pytest.mark.pure
 def test_task_values_keep_json_types(golden):
     out, _ = golden["task_values"]
     assert out.ok
@@ -91,6 +93,7 @@ def test_task_values_keep_json_types(golden):
     assert texts(user_cells(nb)[1]) == "42\n"             # a task reads its own values
 
 
+@pytest.mark.pure
 def test_exit_ends_the_notebook_successfully(golden):
     out, run_dir = golden["exit"]
     assert out.ok and out.exit_value == "done" and out.error_trace is None
@@ -106,6 +109,7 @@ def test_exit_ends_the_notebook_successfully(golden):
     assert nb.metadata["papermill"]["exception"] is False
 
 
+@pytest.mark.pure
 def test_failing_notebook_keeps_the_executed_notebook_and_reports_the_error(golden):
     out, run_dir = golden["fail"]
     assert not out.ok
@@ -122,6 +126,7 @@ def test_failing_notebook_keeps_the_executed_notebook_and_reports_the_error(gold
     assert out.exit_value is None and out.values == {}
 
 
+@pytest.mark.kernels
 def test_notebook_run_returns_the_child_exit_value_and_names_a_failing_child(tmp_path):
     run_dir = tmp_path / "parent"
     out = asyncio.run(run_notebook_task(NOTEBOOKS / "parent.ipynb", {}, context(run_dir), NOTEBOOKS))
@@ -140,6 +145,7 @@ def test_notebook_run_returns_the_child_exit_value_and_names_a_failing_child(tmp
     assert TaskContext.load(children / "1-child" / CONTEXT_FILE).parameters == {"who": "parent", "n": "3"}
 
 
+@pytest.mark.kernels
 def test_cancelling_a_notebook_task_kills_its_kernel_and_keeps_the_notebook(tmp_path):
     run_dir = tmp_path / "sleep"
 
@@ -166,6 +172,7 @@ def test_cancelling_a_notebook_task_kills_its_kernel_and_keeps_the_notebook(tmp_
     assert texts(user_cells(nb)[0]) == "sleeping\n"
 
 
+@pytest.mark.kernels
 def test_dbutils_outside_a_job_in_a_real_kernel(tmp_path):
     from nbclient import NotebookClient
     nb = nbformat.read(NOTEBOOKS / "interactive.ipynb", as_version=4)
@@ -181,6 +188,7 @@ def test_dbutils_outside_a_job_in_a_real_kernel(tmp_path):
     assert texts(cells[5]) == "later cells still run interactively\n"
 
 
+@pytest.mark.kernels
 def test_unknown_kernel_and_unreadable_notebook_fail_clearly(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x", "language": "python"}
@@ -196,6 +204,7 @@ def test_unknown_kernel_and_unreadable_notebook_fail_clearly(tmp_path):
 
 # -- scripts ----------------------------------------------------------------------------------------
 
+@pytest.mark.kernels
 def test_script_reads_and_sets_task_values(tmp_path):
     run_dir = tmp_path / "script"
     ctx = context(run_dir, parameters={"env": "prod"})
@@ -208,6 +217,7 @@ def test_script_reads_and_sets_task_values(tmp_path):
     assert TaskContext.load(run_dir / CONTEXT_FILE) == ctx
 
 
+@pytest.mark.kernels
 def test_failing_script_reports_exit_code_and_keeps_logs(tmp_path):
     run_dir = tmp_path / "failing"
     out = asyncio.run(run_python_task(NOTEBOOKS / "failing.py", [], context(run_dir), tmp_path))
@@ -219,6 +229,7 @@ def test_failing_script_reports_exit_code_and_keeps_logs(tmp_path):
     assert out.logs_path.read_text().startswith("starting\n")
 
 
+@pytest.mark.kernels
 def test_cancelling_a_script_task_kills_it(tmp_path):
     script = tmp_path / "sleepy.py"
     script.write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")

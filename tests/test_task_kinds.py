@@ -74,6 +74,7 @@ def echo_job(**echo):
     ]}
 
 
+@pytest.mark.pure
 def test_builtin_kinds_are_registered():
     fields = [k.field for k in kinds()]
     assert fields[:5] == ["notebook_task", "spark_python_task", "condition_task", "for_each_task", "run_job_task"]
@@ -81,6 +82,7 @@ def test_builtin_kinds_are_registered():
     assert kind_of({"task_key": "x", "notebook_task": {"notebook_path": "n"}}).name == "notebook"
 
 
+@pytest.mark.pure
 def test_toy_kind_validates_its_payload(echo_kind):
     assert validate_job_settings(echo_job()) == []
     bad = echo_job(times="often")
@@ -97,6 +99,7 @@ def test_toy_kind_validates_its_payload(echo_kind):
     assert [p.path for p in validate_job_settings(unknown_ref)] == ["tasks[0] (say).echo_task.message"]
 
 
+@pytest.mark.kernels
 def test_toy_kind_runs_and_shows_in_runs_get(workspace, echo_kind):
     job_id = workspace.create_job(echo_job(times=1))
     run = workspace.run_now(job_id)
@@ -120,6 +123,7 @@ def test_toy_kind_runs_and_shows_in_runs_get(workspace, echo_kind):
         panel.close()
 
 
+@pytest.mark.pure
 def test_unregistering_restores_the_validation_error(echo_kind):
     unregister("echo_task")
     problems = validate_job_settings(echo_job())
@@ -130,17 +134,20 @@ def test_unregistering_restores_the_validation_error(echo_kind):
     assert validate_job_settings(echo_job()) == []
 
 
+@pytest.mark.pure
 def test_a_registered_kind_is_listed_as_runnable(echo_kind):
     problems = validate_job_settings({"name": "x", "tasks": [{"task_key": "t"}]})
     assert "echo_task" in problems[0].fix
 
 
+@pytest.mark.pure
 def test_unsupported_type_keeps_its_clear_error():
     problems = validate_job_settings({"name": "x", "tasks": [{"task_key": "t", "sql_task": {"query": {}}}]})
     assert [(p.path, p.message) for p in problems] == [
         ("tasks[0] (t).sql_task", "nbjobs cannot run sql_task tasks locally")]
 
 
+@pytest.mark.pure
 def test_entry_point_group_is_honoured(tmp_path, monkeypatch):
     (tmp_path / "toy_kinds.py").write_text(textwrap.dedent('''
         from nbjobs.tasks.registry import Outcome, TaskKind
@@ -174,6 +181,7 @@ def test_entry_point_group_is_honoured(tmp_path, monkeypatch):
     assert kind_for_field("plugin_task") is None
 
 
+@pytest.mark.pure
 def test_register_refuses_a_field_that_is_not_a_task_field():
     class Bad(TaskKind):
         field = "echo"
@@ -183,6 +191,7 @@ def test_register_refuses_a_field_that_is_not_a_task_field():
 
 # -- health rules: RUN_DURATION_SECONDS GREATER_THAN n -------------------------------------------
 
+@pytest.mark.kernels
 def test_duration_warning_for_the_run_and_the_task(workspace, tmp_path):
     script = write_script(tmp_path / "slow.py", "import time\ntime.sleep(2.5)\n")
     rule = {"rules": [{"metric": "RUN_DURATION_SECONDS", "op": "GREATER_THAN", "value": 1}]}
@@ -214,6 +223,7 @@ def test_duration_warning_for_the_run_and_the_task(workspace, tmp_path):
     assert warnings["slow"].task_run_id == run["tasks"][0]["run_id"]
 
 
+@pytest.mark.pure
 def test_health_rules_are_validated():
     def job(rule):
         return {"name": "h", "tasks": [{"task_key": "t", "condition_task": {"op": "EQUAL_TO", "left": "1",

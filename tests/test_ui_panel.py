@@ -45,6 +45,7 @@ def node_classes(panel, key):
 
 
 # -- pure parts ------------------------------------------------------------------------------------
+@pytest.mark.pure
 @pytest.mark.parametrize("state, expected", [
     ({"life_cycle_state": "PENDING"}, "pending"),
     ({"life_cycle_state": "QUEUED"}, "queued"),
@@ -67,6 +68,7 @@ def test_every_state_has_a_node_state_and_a_legend_entry(state, expected):
     assert f'data-state="{expected}"' in legend_html()
 
 
+@pytest.mark.pure
 def test_for_each_progress_is_done_over_total():
     task = {"for_each_task": {"stats": {"task_run_stats": {"total_iterations": 5, "completed_iterations": 2}}}}
     assert progress(task) == "2/5"
@@ -74,6 +76,7 @@ def test_for_each_progress_is_done_over_total():
 
 
 # -- building ----------------------------------------------------------------------------------------
+@pytest.mark.pure
 def test_building_a_job_shows_problems_as_they_are_made(workspace, folder):
     panel = JobPanel(client=workspace, base_dir=folder)
     assert panel.task_keys == [] and "at least one task" in panel.problems_html.value
@@ -151,6 +154,7 @@ def test_building_a_job_shows_problems_as_they_are_made(workspace, folder):
     assert any(p.path == "parameters[0].name" for p in panel.problems)
 
 
+@pytest.mark.pure
 def test_kinds_and_the_form(workspace, folder):
     panel = JobPanel(client=workspace, base_dir=folder)
     panel.add_task(key="t")
@@ -185,6 +189,7 @@ class EchoKind(TaskKind):
     needs_compute = False
 
 
+@pytest.mark.pure
 def test_a_registered_task_kind_shows_in_the_kind_menu_and_the_graph(workspace, folder):
     job = {"name": "echo", "tasks": [{"task_key": "hello", "notebook_task": {"notebook_path": "hello.ipynb"}},
                                      {"task_key": "say", "depends_on": [{"task_key": "hello"}],
@@ -217,6 +222,7 @@ def test_a_registered_task_kind_shows_in_the_kind_menu_and_the_graph(workspace, 
     assert other.graph.node("say").data["kind"] == "other"
 
 
+@pytest.mark.pure
 def test_the_monitor_is_woken_from_other_threads():
     from nbjobs.ui.monitor import RunMonitor
     lock = threading.Lock()
@@ -251,6 +257,7 @@ def test_the_monitor_is_woken_from_other_threads():
     assert len(updates) == seen and monitor.watched == set()
 
 
+@pytest.mark.kernels
 def test_the_graph_follows_a_run_by_its_events(workspace, folder):
     panel = JobPanel(two_task_job(), client=workspace, base_dir=folder, poll_interval=600)  # no polling
     run_id = panel.run()
@@ -262,6 +269,7 @@ def test_the_graph_follows_a_run_by_its_events(workspace, folder):
     assert 'data-state="succeeded"' in panel.graph.caption.value
 
 
+@pytest.mark.pure
 def test_export_and_load_round_trip(workspace, folder, tmp_path):
     panel = JobPanel(two_task_job(), client=workspace, base_dir=folder)
     out = panel.export("jobs/two.yml")  # relative to the base folder
@@ -284,6 +292,7 @@ def test_export_and_load_round_trip(workspace, folder, tmp_path):
     assert "missing.yml" in panel.status_html.value and "nbjobs-msg-error" in panel.status_html.value
 
 
+@pytest.mark.pure
 def test_a_panel_on_the_sample_job_file(workspace):
     from conftest import ROOT
     panel = JobPanel(ROOT / "sample_notebooks" / "restaurant_job.yml", client=workspace)
@@ -297,6 +306,7 @@ def test_a_panel_on_the_sample_job_file(workspace):
 
 
 # -- running ------------------------------------------------------------------------------------------
+@pytest.mark.kernels
 def test_run_in_background_watch_details_and_repair(workspace, folder):
     (folder / "FAIL").write_text("x")
     panel = JobPanel(two_task_job(), client=workspace, base_dir=folder)
@@ -337,6 +347,7 @@ def test_run_in_background_watch_details_and_repair(workspace, folder):
     assert panel.states == {"hello": "succeeded", "flaky": "succeeded"}
 
 
+@pytest.mark.kernels
 def test_repair_failed_keeps_the_dependents_that_succeeded(workspace, folder):
     """The panel's repair default is every client's (nbjobs.contract.REPAIR_RERUN_DEPENDENT_TASKS):
     the failed tasks rerun, and after them only the dependents that did not succeed."""
@@ -365,6 +376,7 @@ def test_repair_failed_keeps_the_dependents_that_succeeded(workspace, folder):
     assert run["run_id"] == run_id and [r["type"] for r in run["repair_history"]] == ["ORIGINAL", "REPAIR"]
 
 
+@pytest.mark.kernels
 def test_two_panels_run_at_once_and_the_caller_stays_free(workspace, folder):
     a = JobPanel({**two_task_job(), "name": "a"}, client=workspace, base_dir=folder)
     b = JobPanel({**two_task_job(), "name": "b"}, client=workspace, base_dir=folder)
@@ -392,6 +404,7 @@ def test_two_panels_run_at_once_and_the_caller_stays_free(workspace, folder):
     assert set(a.states) == {"hello", "flaky"} and "has changed since" in a.graph.caption.value
 
 
+@pytest.mark.kernels
 def test_run_with_parameters_and_cancel(workspace, folder):
     job = {"name": "slow", "parameters": [{"name": "who", "default": "world"}],
            "tasks": [{"task_key": "hello", "notebook_task": {"notebook_path": "hello.ipynb"}},
@@ -421,6 +434,7 @@ def test_run_with_parameters_and_cancel(workspace, folder):
     assert panel.cancel_button.disabled
 
 
+@pytest.mark.server
 def test_panel_over_a_server_client(tmp_path, folder):
     import nbjobs
     from nbjobs.server import ServerThread
@@ -440,6 +454,7 @@ def test_panel_over_a_server_client(tmp_path, folder):
         client.close()
 
 
+@pytest.mark.pure
 def test_errors_show_in_the_status_line(workspace, folder):
     panel = JobPanel(two_task_job(), client=workspace, base_dir=folder)
     panel.repair_button.disabled = False

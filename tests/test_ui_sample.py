@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.kernels]
 
 
 def _text(cell) -> str:

@@ -6,7 +6,7 @@ import pytest
 
 from .conftest import cell_output, graph_info, open_notebook, run_cell, wait_graph, wait_idle, write_notebook
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 
 JOB_CELL = '''%%job magic-demo --run --job-param who=Ada
 parameters:

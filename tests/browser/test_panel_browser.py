@@ -10,7 +10,7 @@ import pytest
 from .conftest import (click_node, graph_info, graph_states, kernel_status, open_notebook, run_cell,
                        wait_graph, write_notebook)
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.browser]
 
 FLAKY = """
 import os, time

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 from databricks.sdk.service.jobs import Run
@@ -14,7 +12,7 @@ from nbjobs.service import InvalidParameterValue, InvalidState, ResourceDoesNotE
 from nbjobs._proc import pid_alive as _alive
 from conftest import wait_for, ROOT, task_states, write_job, write_notebook, write_script
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.kernels]
 
 
 

@@ -21,6 +21,7 @@ def gated(tmp_path):
     """)
 
 
+@pytest.mark.kernels
 def test_at_the_limit_a_run_waits_queued_then_starts_and_without_queue_it_is_skipped(workspace, tmp_path, gated):
     job_id = workspace.create_job({"name": "one-at-a-time", "max_concurrent_runs": 1, "tasks": [
         {"task_key": "t", "spark_python_task": {"python_file": str(gated)}}]})
@@ -48,6 +49,7 @@ def test_at_the_limit_a_run_waits_queued_then_starts_and_without_queue_it_is_ski
     assert b["queue_duration"] > 0
 
 
+@pytest.mark.pure
 def test_max_concurrent_runs_zero_skips_every_run(workspace, tmp_path, gated):
     job_id = workspace.create_job({"name": "paused", "max_concurrent_runs": 0, "queue": {"enabled": True},
                                    "tasks": [{"task_key": "t", "spark_python_task": {"python_file": str(gated)}}]})
@@ -58,6 +60,7 @@ def test_max_concurrent_runs_zero_skips_every_run(workspace, tmp_path, gated):
     assert task_states(run) == {"t": "MAXIMUM_CONCURRENT_RUNS_REACHED"}
 
 
+@pytest.mark.kernels
 def test_a_queue_disabled_job_skips_at_the_limit(workspace, tmp_path, gated):
     job_id = workspace.create_job({"name": "no-queue", "max_concurrent_runs": 1, "queue": {"enabled": False},
                                    "tasks": [{"task_key": "t", "spark_python_task": {"python_file": str(gated)}}]})
@@ -71,6 +74,7 @@ def test_a_queue_disabled_job_skips_at_the_limit(workspace, tmp_path, gated):
     assert workspace.wait(first, timeout=60)["state"]["result_state"] == "SUCCESS"
 
 
+@pytest.mark.kernels
 def test_the_same_idempotency_token_gives_the_same_run(workspace, tmp_path):
     write_script(tmp_path / "count.py", f"open({str(tmp_path / 'count.txt')!r}, 'a').write('x')\n")
     job_id = workspace.create_job({"name": "once", "max_concurrent_runs": 5, "tasks": [
@@ -95,6 +99,7 @@ def test_the_same_idempotency_token_gives_the_same_run(workspace, tmp_path):
     assert len(workspace.list_runs(job_id=job_id)) == 1 and (tmp_path / "count.txt").read_text() == "xx"
 
 
+@pytest.mark.kernels
 def test_only_runs_the_selected_tasks_and_what_the_plus_signs_add(workspace, tmp_path):
     write_script(tmp_path / "ok.py", "print('ok')\n")
     task = {"spark_python_task": {"python_file": str(tmp_path / "ok.py")}}

@@ -10,6 +10,8 @@ from nbjobs.store.batched import BatchedRunStore
 
 from conftest import task_states
 
+pytestmark = pytest.mark.pure
+
 
 def conditions(n: int) -> dict:
     tasks = [{"task_key": "c0", "condition_task": {"op": "EQUAL_TO", "left": "{{job.parameters.x}}", "right": "1"}}]
