@@ -1,6 +1,6 @@
 """Dynamic value references ``{{namespace.path}}``: find, check (definition time), resolve (run time).
 
-Reference §5. A reference is ``{{`` + optional spaces + dot-separated segments + optional spaces +
+The Jobs docs' "dynamic value references" page: a reference is ``{{`` + optional spaces + dot-separated segments + optional spaces +
 ``}}``; a segment is ``[A-Za-z0-9_]+`` or a back-quoted identifier (`` `my-task` ``). Text that does
 not parse, and references in unknown namespaces, are left as literal text. A bad path in a known
 namespace (``job``, ``task``, ``tasks``, ``workspace``, ``input``, ``backfill`` and the deprecated

@@ -90,7 +90,7 @@ def test_the_same_idempotency_token_gives_the_same_run(workspace, tmp_path):
     with pytest.raises(InvalidParameterValue, match="idempotency_token: .* is not a string of 1 to 64 characters"):
         workspace.run_now(job_id, idempotency_token="x" * 65)
 
-    # the token of a deleted run is refused rather than starting a new run (reference §7.1)
+    # the token of a deleted run is refused rather than starting a new run (databricks-sdk `JobsAPI.run_now`: idempotency_token)
     workspace.delete_run(first["run_id"])
     with pytest.raises(InvalidParameterValue) as err:
         workspace.run_now(job_id, idempotency_token="nightly-2026-01-31")

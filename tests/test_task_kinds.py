@@ -236,7 +236,7 @@ def test_health_rules_are_validated():
                         "tasks[0] (t).health.rules[0].op": "'LESS_THAN' is not a health rule operator"}
     backlog = job({**ok, "metric": "STREAMING_BACKLOG_BYTES"})
     assert validate_job_settings(backlog) == []  # valid on Databricks: a note, not an error
-    from nbjobs.spec.validate import job_notes
+    from nbjobs.spec.health import job_notes
     notes = job_notes(backlog)
     assert [n.path for n in notes] == ["tasks[0] (t).health.rules[0].metric"]
     assert "no local meaning" in notes[0].message

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sdk_runtime
-from .context import (CHILDREN_DIR, CONTEXT_FILE, ENV_VAR, EXIT_FILE, VALUES_FILE, TaskContext,
+from .context import (CHILDREN_DIR, ENV_VAR, EXIT_FILE, VALUES_FILE, TaskContext,
                       read_exit_value, read_values, write_json_atomic)
 from .widgets import InputWidgetNotDefined, WidgetsUtils
 

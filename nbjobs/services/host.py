@@ -18,7 +18,6 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import registry

@@ -12,7 +12,8 @@ from .models import (
     Task,
     TaskDependency,
 )
-from .validate import JobDefinitionError, Problem, validate_job_settings
+from ..errors import JobDefinitionError, Problem
+from .validate import validate_job_settings
 
 __all__ = [
     "ConditionTask",

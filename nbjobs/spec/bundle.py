@@ -13,7 +13,7 @@ from typing import Any
 from ..tasks.paths import map_task_paths
 from .load import BUNDLE_FILES, LoadedJob, Located, parse_job_settings, read_document, resolve_job_paths
 from .models import as_text
-from .validate import JobDefinitionError, Problem
+from ..errors import JobDefinitionError, Problem
 
 # target keys that replace the root value instead of being merged into it
 _OVERWRITTEN = frozenset({"run_as", "mode", "compute_id", "cluster_id"})

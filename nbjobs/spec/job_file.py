@@ -8,7 +8,7 @@ from pathlib import Path
 from .bundle import load_bundle
 from .load import BUNDLE_FILES, LoadedJob, is_bundle, job_settings_of, parse_job_settings, read_document
 from .models import as_text
-from .validate import JobDefinitionError, Problem
+from ..errors import JobDefinitionError, Problem
 
 
 def load_job(path: str | os.PathLike, *, job: str | None = None, target: str | None = None,

@@ -13,8 +13,9 @@ import yaml
 
 from ..tasks.paths import map_task_paths
 from .models import JobSettings, as_text
-from .validate import (JobDefinitionError, Problem, find_source_file, is_remote_path, job_notes,
-                       validate_job_settings)
+from ..errors import JobDefinitionError, Problem
+from .health import job_notes
+from .validate import find_source_file, is_remote_path, validate_job_settings
 
 BUNDLE_FILES = ("databricks.yml", "databricks.yaml")
 

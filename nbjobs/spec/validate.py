@@ -6,17 +6,16 @@ import importlib
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import JobDefinitionError, Problem
+from ..errors import Problem
 from ..plan import find_cycle
 from ..states import RunIf
 from ..tasks.registry import kind_for_field, kinds, version
-from .health import health_problems, job_notes  # noqa: F401 (job_notes: part of this module's API)
+from .health import health_problems
 from .models import TASK_TYPES, JobSettings, Task, as_text
 
 _TASK_FIELDS = frozenset(Task.model_fields)

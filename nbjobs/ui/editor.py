@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from ..tasks.registry import TaskKind, kind_named, kind_of, kinds
 from .graph import GraphTask
 
-__all__ = ["KINDS", "KIND_LABELS", "graph_tasks", "kind_menu", "new_task", "problem_task_index", "rename_task",
+__all__ = ["graph_tasks", "kind_menu", "new_task", "problem_task_index", "rename_task",
            "source_files", "task_kind"]
 
 _TASK_INDEX = re.compile(r"^tasks\[(\d+)\]")
@@ -20,16 +20,6 @@ _TASK_INDEX = re.compile(r"^tasks\[(\d+)\]")
 def kind_menu() -> list[tuple[str, str]]:
     """(label, name) of every registered task kind, in registration order (the kind menu)."""
     return [(kind.label or kind.name, kind.name) for kind in kinds()]
-
-
-def __getattr__(name: str) -> Any:
-    # KINDS ({name: payload field}) and KIND_LABELS ({name: label}) read the registry when asked,
-    # so a kind registered later shows too.
-    if name == "KINDS":
-        return {kind.name: kind.field for kind in kinds()}
-    if name == "KIND_LABELS":
-        return {kind.name: kind.label or kind.name for kind in kinds()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def task_kind(task: dict) -> str:
