@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -54,6 +56,17 @@ def workspace(tmp_path):
 def by_key(run: dict) -> dict[str, dict]:
     """A runs/get answer's tasks by task_key."""
     return {t["task_key"]: t for t in run["tasks"]}
+
+
+def stop_process(proc, sig: int = signal.SIGTERM, timeout: float = 20):
+    """Stop a process a test started: `sig`, then SIGKILL if it has not ended within `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        proc.kill()
+        return proc.wait(10)
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):

@@ -21,7 +21,7 @@ from nbjobs.contract import CONTRACT_VERBS, REPAIR_RERUN_DEPENDENT_TASKS, JobsCl
 from nbjobs.errors import InvalidParameterValue, InvalidState, JobDefinitionError, ResourceDoesNotExist
 from nbjobs.follow import cancel_on_interrupt
 from nbjobs.service import Workspace
-from conftest import ROOT, by_key, task_states, wait_for, write_script
+from conftest import ROOT, by_key, stop_process, task_states, wait_for, write_script
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -346,12 +346,7 @@ def served(tmp_path_factory, root):
         threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
         yield url, home
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, signal.SIGINT, 30)
 
 
 @pytest.mark.server

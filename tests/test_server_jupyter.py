@@ -13,7 +13,7 @@ import requests
 from databricks.sdk import WorkspaceClient
 
 from nbjobs.service import Workspace
-from conftest import write_script
+from conftest import stop_process, write_script
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
@@ -66,12 +66,7 @@ def jupyter(tmp_path):
             time.sleep(0.1)
         yield url, root, tmp_path / "jupyter.log"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

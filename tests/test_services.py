@@ -19,7 +19,7 @@ from nbjobs.cli import main
 from nbjobs.services import LoopService, Service, ServiceHost, registry
 from nbjobs.services.recovery import RecoveryService
 from nbjobs.store import Store
-from conftest import ROOT, wait_for, write_script
+from conftest import ROOT, stop_process, wait_for, write_script
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.server]
 
@@ -466,12 +466,7 @@ def test_the_jupyter_extension_hosts_the_services(tmp_path):
         assert body["home"] == str((root / ".nbjobs").resolve())
         assert requests.get(url, timeout=10).status_code in (401, 403)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
     store = Store(root / ".nbjobs")
     assert store.leases() == []  # released when Jupyter unloaded the extension
