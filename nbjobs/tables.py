@@ -6,6 +6,8 @@ from typing import Iterable
 
 from rich.table import Table
 
+from .tasks.registry import outcome_of
+
 STYLE = {"SUCCESS": "green", "FAILED": "red", "TIMEDOUT": "red", "UPSTREAM_FAILED": "yellow",
          "EXCLUDED": "bright_black", "DISABLED": "bright_black", "CANCELED": "magenta",
          "UPSTREAM_CANCELED": "magenta", "SUCCESS_WITH_FAILURES": "yellow", "RUNNING": "cyan"}
@@ -39,8 +41,9 @@ def run_table(run: dict) -> Table:
         state = state_of(task)
         duration = f"{task['run_duration'] / 1000:.1f}s" if task.get("run_duration") else "-"
         output = short_path(task.get("run_page_url", "").removeprefix("file://"))
-        if "condition_task" in task and "outcome" in task["condition_task"]:
-            output = f"outcome: {task['condition_task']['outcome']}"
+        outcome = outcome_of(task)
+        if outcome is not None:
+            output = f"outcome: {outcome}"
         table.add_row(task["task_key"], styled(state), duration, output)
     return table
 

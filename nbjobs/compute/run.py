@@ -41,11 +41,15 @@ class ComputeTarget:
 
 
 def _tasks(tasks: Iterable[Any]) -> Iterable[Any]:
+    """The tasks and the tasks nested in them (a for-each's task), as their kinds declare."""
+    from ..tasks.registry import kind_of
     for task in tasks:
         yield task
-        inner = getattr(getattr(task, "for_each_task", None), "task", None)
-        if inner is not None:
-            yield from _tasks([inner])
+        kind = kind_of(task)
+        for key in kind.nested_tasks if kind is not None else ():
+            inner = getattr(kind.payload(task), key, None)
+            if inner is not None:
+                yield from _tasks([inner])
 
 
 class RunCompute:

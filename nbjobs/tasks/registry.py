@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     from ..states import ResultState
 
-__all__ = ["ENTRY_POINT_GROUP", "Checks", "Outcome", "PathField", "TaskKind", "TaskRun", "kind_for_field",
-           "kind_named", "kind_of", "kinds", "register", "reload_entry_points", "unregister", "version"]
+__all__ = ["Checks", "ENTRY_POINT_GROUP", "Outcome", "PathField", "TaskKind", "TaskRun", "iteration_stats",
+           "kind_for_field", "kind_named", "kind_of", "kinds", "outcome_of", "register", "reload_entry_points",
+           "unregister", "version"]
 
 ENTRY_POINT_GROUP = "nbjobs.task_kinds"
 
@@ -272,3 +273,18 @@ def kind_of(task: Any) -> TaskKind | None:
         if getattr(task, field, None) is not None or (extra and extra.get(field) is not None):
             return kind
     return None
+
+
+def outcome_of(task: dict) -> str | None:
+    """A runs/get task's outcome ("true"/"false"), for a kind that has one (`has_outcome`)."""
+    kind = kind_of(task)
+    payload = task.get(kind.field) if kind is not None and kind.has_outcome else None
+    return payload.get("outcome") if isinstance(payload, dict) else None
+
+
+def iteration_stats(task: dict) -> dict | None:
+    """A runs/get task's `stats.task_run_stats`, for a kind that runs nested tasks (for-each)."""
+    kind = kind_of(task)
+    payload = task.get(kind.field) if kind is not None and kind.nested_tasks else None
+    stats = ((payload or {}).get("stats") or {}).get("task_run_stats") if isinstance(payload, dict) else None
+    return stats or None

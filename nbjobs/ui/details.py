@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any, Iterable, Mapping
 
+from ..tasks.registry import iteration_stats, outcome_of
 from .states import STATES, ui_state
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -126,12 +127,11 @@ def task_details_html(task: Mapping[str, Any], *, output: Mapping[str, Any] | No
         if task.get("queue_duration"):
             durations += f", queued {seconds(task.get('queue_duration'))}"
         rows.append(_row("duration", esc(durations + ")")))
-    cond = task.get("condition_task")
-    if isinstance(cond, Mapping) and cond.get("outcome") is not None:
-        rows.append(_row("outcome", f"<b>{esc(cond['outcome'])}</b>"))
-    each = task.get("for_each_task")
-    if isinstance(each, Mapping) and (each.get("stats") or {}).get("task_run_stats"):
-        stats = each["stats"]["task_run_stats"]
+    outcome = outcome_of(task)
+    if outcome is not None:
+        rows.append(_row("outcome", f"<b>{esc(outcome)}</b>"))
+    stats = iteration_stats(task)
+    if stats:
         rows.append(_row("iterations", esc(", ".join(f"{k.replace('_iterations', '')} {v}"
                                                      for k, v in stats.items()))))
     resolved = task.get("resolved_values")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..tasks.registry import iteration_stats
+
 # (state, legend label, fill, border, text colour) in legend order.
 STATES: tuple[tuple[str, str, str, str, str], ...] = (
     ("pending", "pending", "#eceff1", "#90a4ae", "#37474f"),
@@ -51,10 +53,7 @@ def is_active(run: Mapping[str, Any]) -> bool:
 
 def progress(task: Mapping[str, Any]) -> str | None:
     """`done/total` of a for-each task run, from `for_each_task.stats` (None for other tasks)."""
-    each = task.get("for_each_task")
-    if not isinstance(each, Mapping):
-        return None
-    stats = (each.get("stats") or {}).get("task_run_stats") or {}
+    stats = iteration_stats(dict(task)) or {}
     total = stats.get("total_iterations")
     if total is None:
         return None
