@@ -53,7 +53,7 @@ class SqlUnit(WorkUnit):
 @pytest.fixture(scope="module")
 def dask_address():
     """One real LocalCluster (one worker process, its own warm kernel pool) for the module."""
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a test dependency (nbjobs[dask]): never skipped
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=None,
                                   processes=True, silence_logs=50) as cluster:
         yield cluster.scheduler_address

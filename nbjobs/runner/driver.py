@@ -14,6 +14,7 @@ import os
 import traceback
 from typing import Callable
 
+from .._aio import set_threadsafe
 from .._gc import gc_paused, paused, run_ended, run_started
 from ..events import EventBus, RunEvent
 from ..plan import JobGraph, Planner, Step
@@ -81,12 +82,7 @@ class RunDriver(Attempts):
 
     def poke(self) -> None:
         """Look for cancel requests now (thread-safe; the store flag is what counts)."""
-        loop, event = self._loop, self._poke
-        if loop is not None and event is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:
-                pass
+        set_threadsafe(self._loop, self._poke)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when poked."""

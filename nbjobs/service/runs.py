@@ -45,7 +45,6 @@ class RunsMixin:
                                idempotency_token=idempotency_token, only=only, queue=queue,
                                parent_task_run_id=parent_task_run_id)[0]
 
-
     def _create_run(self, **kwargs) -> tuple[int, dict[str, int] | None]:
         try:
             return self.store.create_run(**kwargs)
@@ -196,7 +195,6 @@ class RunsMixin:
         result = self.execute(run_id, wait=wait, on_event=on_event)
         return result if wait else {"run_id": run_id}
 
-
     def wait(self, run_id: int, timeout: float | None = None, *, on_event: EventHandler | None = None) -> dict:
         """Wait for a run (or its latest repair) to end, also one executing in another process; its
         runs/get JSON (still active if `timeout` seconds passed first). `on_event` gets the run's events
@@ -243,7 +241,6 @@ class RunsMixin:
         if row["life_cycle_state"] in ACTIVE_STATES and row.get("pid") not in (None, os.getpid()) \
                 and not self._driven(row):
             self.store.recover_orphans()
-
 
     # -- run_job_task helpers -------------------------------------------------------------------
     def _run_job_cycle(self, job_id: int, settings: Mapping[str, Any] | None = None) -> list[int] | None:

@@ -28,6 +28,8 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     future: concurrent.futures.Future = concurrent.futures.Future()
 
     def target() -> None:
+        if not future.set_running_or_notify_cancel():  # canceled before it started; once running it cannot be
+            return
         try:
             future.set_result(fn(*args))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine

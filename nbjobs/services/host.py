@@ -20,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
+from .._aio import set_threadsafe
 from . import registry
 from .base import Service, ServiceContext, in_thread
 
@@ -188,12 +189,7 @@ class ServiceHost:
             self._finished.wait(timeout if timeout is not None else self.stop_timeout + 10)
 
     def request_stop(self) -> None:
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(stopping.set)
-            except RuntimeError:
-                pass
+        set_threadsafe(self._loop, self._stopping)
 
     def __enter__(self) -> ServiceHost:
         return self.start()
