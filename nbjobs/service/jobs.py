@@ -142,7 +142,7 @@ def confine_paths(settings: JobSettings | Mapping[str, Any], root: str | os.Path
     (a Databricks workspace path such as `/Users/me/etl`) is read as relative to `root`. A path that
     still leads outside `root` (`../x`) is a JobDefinitionError naming the field."""
     from ..spec import JobDefinitionError, Problem
-    from ..spec.validate import is_remote_path
+    from ..spec.files import is_remote_path
     from ..tasks.paths import map_task_paths
 
     data = settings.to_dict() if isinstance(settings, JobSettings) else dict(settings)

@@ -6,19 +6,7 @@ from typing import Any
 
 from ..errors import Problem
 from .models import as_text
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
-        return "a list" if isinstance(value, list) else "a map"
-    return repr(value)
-
-
-def _key_label(task: Any) -> str:
-    key = as_text(task.get("task_key")) if isinstance(task, dict) else None
-    return f" ({key})" if isinstance(key, str) and key else ""
+from .problems import key_label as _key_label, show as _show
 
 
 HEALTH_METRICS = ("RUN_DURATION_SECONDS", "STREAMING_BACKLOG_BYTES", "STREAMING_BACKLOG_RECORDS",

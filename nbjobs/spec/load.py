@@ -15,7 +15,8 @@ from ..tasks.paths import map_task_paths
 from .models import JobSettings, as_text
 from ..errors import JobDefinitionError, Problem
 from .health import job_notes
-from .validate import find_source_file, is_remote_path, validate_job_settings
+from .files import find_source_file, is_remote_path
+from .validate import validate_job_settings
 
 BUNDLE_FILES = ("databricks.yml", "databricks.yaml")
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
@@ -15,43 +14,17 @@ from ..errors import Problem
 from ..plan import find_cycle
 from ..states import RunIf
 from ..tasks.registry import kind_for_field, kinds, version
+from .files import find_source_file, is_remote_path, source_candidates
 from .health import health_problems
+from .problems import key_label as _key_label, loc_path as _loc_path, show as _show, type_problem as _type_problem
 from .models import TASK_TYPES, JobSettings, Task, as_text
 
 _TASK_FIELDS = frozenset(Task.model_fields)
 _RUN_IFS = [str(v) for v in RunIf]
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _PARAM_RE = re.compile(r"[A-Za-z0-9_.-]+")
-_REMOTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # dbfs:/, s3://, ... (not a C: drive)
 _REF_FIX = ("correct the reference: job.parameters.<name> needs a declared job parameter, "
             "tasks.<task_key> a task this one depends on (directly or not)")
-
-
-# -- source files ------------------------------------------------------------------------------
-
-_SUFFIXES = {"notebook": ("", ".ipynb", ".py"), "script": ("", ".py")}
-
-
-def is_remote_path(path: str) -> bool:
-    """``dbfs:/...``, ``s3://...``: a URI, not a local path."""
-    return bool(_REMOTE_RE.match(path))
-
-
-def source_candidates(path: str, base_dir: Path, kind: str = "file") -> list[Path]:
-    """Absolute paths tried for ``path`` (relative to ``base_dir``), in order; kind: notebook/script/file."""
-    p = Path(os.path.expanduser(path))
-    full = Path(os.path.abspath(p if p.is_absolute() else Path(base_dir) / p))
-    if full.suffix.lower() in (".ipynb", ".py"):
-        return [full]
-    return [Path(str(full) + suffix) for suffix in _SUFFIXES.get(kind, ("",))]
-
-
-def find_source_file(path: str, base_dir: Path, kind: str = "file") -> Path | None:
-    """The existing file for ``path`` with the extension fallback (``x`` → ``x.ipynb``, ``x.py``)."""
-    for candidate in source_candidates(path, base_dir, kind):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 # -- graph ---------------------------------------------------------------------------------------
@@ -101,82 +74,6 @@ class _Upstream(Collection):
 
     def __len__(self) -> int:
         return len(self._keys())
-
-
-# -- pydantic errors -----------------------------------------------------------------------------
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a map"
-    if isinstance(value, str):
-        return repr(value)
-    return f"{value!r}"
-
-
-_FIELD_FIX = {
-    "task_key": "give every task a unique task_key (letters, digits, _ and -)",
-    "notebook_path": "set notebook_path to the notebook file, relative to the file that declares the task",
-    "python_file": "set python_file to the script, relative to the file that declares the task",
-    "inputs": 'set inputs to a JSON array such as "[1, 2]" or a {{...}} reference to one',
-    "task": "add the task to run for each input (task_key and one task type)",
-    "default": 'give the parameter a default value ("" for empty)',
-    "name": "give the parameter a name",
-    "job_id": "set job_id to the id of the job to run",
-}
-_TEXT_MAPS = ("base_parameters", "parameters", "job_parameters", "tags")
-
-
-def _type_problem(err: dict, loc_path: str) -> Problem:
-    kind, value = err["type"], err.get("input")
-    loc = [x for x in err["loc"] if isinstance(x, str)]
-    field = loc[-1] if loc else ""
-    if kind == "missing":
-        return Problem(loc_path, "a value is required", _FIELD_FIX.get(field, f"add {field}"))
-    if kind == "string_type":
-        if any(m in loc for m in _TEXT_MAPS):
-            return Problem(loc_path, f"must be text, not {_show(value)}",
-                           "parameter values are strings: write a structured value as quoted JSON text")
-        return Problem(loc_path, f"must be text, not {_show(value)}", "write the value as a string")
-    if kind.startswith("int_"):
-        return Problem(loc_path, f"must be a whole number, not {_show(value)}", "write an integer")
-    if kind.startswith("bool_"):
-        return Problem(loc_path, f"must be true or false, not {_show(value)}", "write true or false")
-    if kind == "list_type":
-        hint = "write depends_on: [{task_key: other}]" if field == "depends_on" else "write a list"
-        return Problem(loc_path, f"must be a list, not {_show(value)}", hint)
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return Problem(loc_path, f"must be a map of fields, not {_show(value)}", "write a map (key: value)")
-    return Problem(loc_path, err.get("msg", "invalid value"), "correct the value")
-
-
-def _loc_path(loc: tuple, data: Any) -> str:
-    """A pydantic error location as a field path naming tasks: ``tasks[2] (silver).run_if``."""
-    out = ""
-    node, prev = data, None
-    for item in loc:
-        if isinstance(item, int):
-            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
-            out += f"[{item}]"
-            if prev == "tasks":
-                out += _key_label(node)
-        else:
-            if not isinstance(node, dict):
-                continue  # a union member tag ("int", "str"), not a field
-            node = node.get(item)
-            out += f".{item}" if out else str(item)
-            if item == "task" and prev == "for_each_task":
-                out += _key_label(node)
-        prev = item
-    return out
-
-
-def _key_label(task: Any) -> str:
-    key = as_text(task.get("task_key")) if isinstance(task, dict) else None
-    return f" ({key})" if isinstance(key, str) and key else ""
 
 
 # -- the checker ---------------------------------------------------------------------------------
