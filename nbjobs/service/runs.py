@@ -116,12 +116,14 @@ class RunsMixin:
                           done: Mapping[str, tuple[Any, str | None]] | None = None) -> dict:
         """Run a PENDING (or QUEUED) run, or a repair of it, to its end on the current event loop;
         returns its runs/get JSON."""
-        driver = None
+        driver = watch = None
         subscription = self.events.subscribe(on_event, run_id=run_id) if on_event is not None else None
         try:
             settings = self._validated.pop(run_id, None) if repair_id is None else None
             if settings is None:
                 settings = JobSettings.model_validate(self._run_row(run_id)["settings"])
+            from ..notify.notifier import watch_run  # notifications of this execution (none asked: None)
+            watch = watch_run(self.store.home, run_id, settings)
             driver = RunDriver(self.store, run_id, settings, concurrency=concurrency or self.concurrency,
                                events=self.events, done=dict(done) if done else None, repair_id=repair_id,
                                child_runs=_ChildRuns(self, concurrency))
@@ -130,6 +132,8 @@ class RunsMixin:
         finally:
             if self._drivers.get(run_id) in (None, driver):
                 self._drivers.pop(run_id, None)
+            if watch is not None:
+                watch.release()
             if subscription is not None:  # the caller's handler has seen every event when this returns
                 await asyncio.to_thread(subscription.close)
         del driver, settings  # its rows and task models are freed before runs/get builds its answer

@@ -71,6 +71,9 @@ class Workspace(JobsMixin, RunsMixin, RunViewsMixin, RepairMixin, ControlMixin):
         if self._engine is not None:
             self._engine.close()
         _OPEN.discard(self)
+        notify = sys.modules.get("nbjobs.notify.notifier")
+        if notify is not None and not any(w.home == self.home for w in _OPEN):
+            notify.close_notifier(self.home)  # finish this folder's deliveries (bounded) before the process ends
         if not _OPEN:  # the last open workspace of this process: kill the warm kernels (nbjobs.compute)
             kernels = sys.modules.get("nbjobs.compute.kernels")
             if kernels is not None:

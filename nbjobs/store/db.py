@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import schema as t
 from .jobs import JobStore
 from .leases import LeaseStore
+from .notifications import NotificationStore
 from .repairs import RepairStore
 from .rows import ACTIVE_STATES, ADMITTED_STATES, _columns, _dumps, _encode, _first, _insert_many, now_ms
 from .rows import rows_of as _rows
@@ -26,9 +27,9 @@ class TokenOfDeletedRun(Exception):
         self.token, self.run_id = token, run_id
 
 
-class Store(JobStore, RepairStore, LeaseStore):
+class Store(JobStore, RepairStore, LeaseStore, NotificationStore):
     """Runs, task runs and task values of one workspace folder; jobs (`JobStore`), repairs and recovery
-    (`RepairStore`), leases (`LeaseStore`)."""
+    (`RepairStore`), leases (`LeaseStore`), notification deliveries (`NotificationStore`)."""
 
     def __init__(self, home: str | os.PathLike):
         self.home = Path(home).resolve()

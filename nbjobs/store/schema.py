@@ -128,6 +128,23 @@ MIGRATIONS: list[list[str]] = [
             health_json TEXT NOT NULL DEFAULT '{}'
         )""",
     ],
+    [],  # 6: schedules (issue 11, another branch); the integrator keeps its statements here
+    [  # 7: notification deliveries: one row per event and destination (nbjobs/notify)
+        """CREATE TABLE notification_deliveries (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            task_key TEXT,
+            event TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            destination_type TEXT NOT NULL,
+            created_time INTEGER NOT NULL,
+            sent_time INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            result TEXT NOT NULL,
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX ix_notification_deliveries_run ON notification_deliveries (run_id, delivery_id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -202,4 +219,12 @@ service_hosts = Table(
     Column("holder", Text, primary_key=True), Column("pid", Integer), Column("host", Text),
     Column("started_time", Integer), Column("beat_time", Integer), Column("expires_time", Integer),
     Column("health_json", Text),
+)
+
+notification_deliveries = Table(
+    "notification_deliveries", metadata,
+    Column("delivery_id", Integer, primary_key=True),
+    Column("run_id", Integer), Column("task_key", Text), Column("event", Text), Column("destination", Text),
+    Column("destination_type", Text), Column("created_time", Integer), Column("sent_time", Integer),
+    Column("attempts", Integer), Column("result", Text), Column("error", Text),
 )
