@@ -198,3 +198,50 @@ def test_redact_keeps_scheme_host_and_port_only():
     assert redact("https://hooks.slack.com/services/T/B/SECRET?x=1") == "https://hooks.slack.com/…"
     assert redact("http://127.0.0.1:9000/") == "http://127.0.0.1:9000"
     assert redact("nonsense") == "<invalid url>"
+
+
+# -- validation of the job's notification fields ---------------------------------------------------
+
+from nbjobs.spec.validate import validate_job_settings  # noqa: E402
+
+COND = {"task_key": "c", "condition_task": {"op": "EQUAL_TO", "left": "1", "right": "1"}}
+
+
+def problems(job_fields, task_fields=None, destinations=None):
+    data = {"name": "j", **job_fields, "tasks": [{**COND, **(task_fields or {})}]}
+    return [str(p) for p in validate_job_settings(data, destinations=destinations)]
+
+
+def test_an_unknown_destination_id_lists_the_known_ids():
+    hooks = {"webhook_notifications": {"on_failure": [{"id": "ops"}, {"id": "nope"}]}}
+    assert problems(hooks, destinations=["ops", "pager"]) == [
+        "webhook_notifications.on_failure[1].id: 'nope' is not a notification destination of this workspace; "
+        "known ids: ops, pager. Fix: use a known id, or add it under notifications.destinations in "
+        "<NBJOBS_HOME>/config.yml."]
+    assert problems(hooks) == []  # no workspace: ids are not checked
+    assert "known ids: none" in problems({}, {"webhook_notifications": {"on_start": [{"id": "x"}]}}, destinations=[])[0]
+
+
+@pytest.mark.parametrize("job_fields, task_fields, words", [
+    ({"email_notifications": {"on_failure": "a@x.io"}}, None, "email_notifications.on_failure: must be a list"),
+    ({"email_notifications": {"on_failure": ["nobody"]}}, None, "'nobody' is not an email address"),
+    ({"email_notifications": {"on_fail": ["a@x.io"]}}, None, "'on_fail' is not a notification event"),
+    ({"webhook_notifications": {"on_start": [{"id": f"h{i}"} for i in range(4)]}}, None, "at most 3 per event"),
+    ({"webhook_notifications": {"on_start": ["h"]}}, None, "must be {id: <destination id>}"),
+    ({"notification_settings": {"alert_on_last_attempt": True}}, None, "is not a job notification setting"),
+    ({}, {"notification_settings": {"no_alert_for_canceled_runs": 1}}, "must be true or false"),
+])
+def test_bad_notification_fields_name_the_field(job_fields, task_fields, words):
+    found = problems(job_fields, task_fields)
+    assert len(found) == 1 and words in found[0], found
+
+
+def test_events_without_local_meaning_are_notes_not_silence():
+    from nbjobs.spec.notifications import notification_notes
+    data = {"name": "j", "webhook_notifications": {"on_streaming_backlog_exceeded": [{"id": "h"}]},
+            "tasks": [{"task_key": "f", "for_each_task": {"inputs": "[1]", "task": {
+                **COND, "email_notifications": {"on_failure": ["a@x.io"]}}}}]}
+    assert validate_job_settings(data, destinations=["h"]) == []
+    notes = [str(n) for n in notification_notes(data)]
+    assert notes[0].startswith("webhook_notifications.on_streaming_backlog_exceeded: is never sent")
+    assert "iterations send no notifications" in notes[1]

@@ -18,9 +18,20 @@ class JobsMixin:
     user: str
 
     def _settings(self, settings: JobSettings | Mapping[str, Any], base_dir: Path | None) -> JobSettings:
-        if isinstance(settings, JobSettings):
-            return parse_job_settings(settings.to_dict(), base_dir=base_dir or Path.cwd())
-        return parse_job_settings(dict(settings), base_dir=base_dir or Path.cwd())
+        data = settings.to_dict() if isinstance(settings, JobSettings) else dict(settings)
+        return parse_job_settings(data, base_dir=base_dir or Path.cwd(), destinations=self._destination_ids(data))
+
+    def _destination_ids(self, data: Mapping[str, Any]) -> list[str] | None:
+        """The workspace's notification destination ids, when the job names webhooks (None: not checked,
+        the workspace config cannot be read; each delivery then records why)."""
+        if not any(isinstance(level, Mapping) and level.get("webhook_notifications")
+                   for level in [data, *(data.get("tasks") or [])]):
+            return None
+        from ..notify.config import ConfigError, load_notifications_config
+        try:
+            return list(load_notifications_config(self.store.home).destinations)
+        except ConfigError:
+            return None
 
     def _job_row(self, job_id: int) -> dict:
         row = self.store.get_job(int(job_id))

@@ -7,6 +7,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -15,6 +16,7 @@ from ..tasks.paths import map_task_paths
 from .models import JobSettings, as_text
 from ..errors import JobDefinitionError, Problem
 from .health import job_notes
+from .notifications import notification_notes
 from .files import find_source_file, is_remote_path
 from .validate import validate_job_settings
 
@@ -79,17 +81,19 @@ def job_settings_of(data: Any, path: Path | None = None) -> dict:
 
 
 def parse_job_settings(data: dict | JobSettings, *, base_dir: Path,
-                       source: str | os.PathLike | None = None) -> JobSettings:
+                       source: str | os.PathLike | None = None,
+                       destinations: Collection[str] | None = None) -> JobSettings:
     """Validate ``data`` and build the model, with task file paths made absolute.
 
-    Relative paths are taken relative to ``base_dir``; raises JobDefinitionError on any problem.
+    Relative paths are taken relative to ``base_dir``; webhook notifications must name one of
+    ``destinations`` when given (a workspace's); raises JobDefinitionError on any problem.
     """
     if isinstance(data, JobSettings):
         data = data.to_dict()
-    problems = validate_job_settings(data, base_dir=base_dir)
+    problems = validate_job_settings(data, base_dir=base_dir, destinations=destinations)
     if problems:
         raise JobDefinitionError(problems, source=source)
-    for note in job_notes(data):
+    for note in job_notes(data) + notification_notes(data):
         warnings.warn(f"nbjobs: {note}", UserWarning, stacklevel=2)
     return JobSettings.model_validate(resolve_job_paths(data, Path(base_dir)))
 

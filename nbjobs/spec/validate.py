@@ -16,6 +16,7 @@ from ..states import RunIf
 from ..tasks.registry import kind_for_field, kinds, version
 from .files import find_source_file, is_remote_path, source_candidates
 from .health import health_problems
+from .notifications import notification_problems
 from .problems import key_label as _key_label, loc_path as _loc_path, show as _show, type_problem as _type_problem
 from .models import TASK_TYPES, JobSettings, Task, as_text
 
@@ -78,21 +79,24 @@ class _Upstream(Collection):
 
 # -- the checker ---------------------------------------------------------------------------------
 
-def validate_job_settings(data: Any, *, base_dir: Path | None = None) -> list[Problem]:
+def validate_job_settings(data: Any, *, base_dir: Path | None = None,
+                          destinations: Collection[str] | None = None) -> list[Problem]:
     """Every problem of a JobSettings dict (types and semantics); empty when the job is valid.
 
     With ``base_dir``, notebook and script paths must name existing files (relative paths are
-    taken relative to ``base_dir``).
+    taken relative to ``base_dir``). With ``destinations`` (the workspace's notification destination
+    ids), webhook notifications must name one of them.
     """
     if not isinstance(data, Mapping):
         return [Problem("", f"the job definition must be a map of JobSettings fields, not {_show(data)}",
                         "write name:, tasks: ... at the top level")]
-    return _Checker(data, base_dir).run()
+    return _Checker(data, base_dir, destinations).run()
 
 
 class _Checker:
-    def __init__(self, data: Mapping, base_dir: Path | None):
+    def __init__(self, data: Mapping, base_dir: Path | None, destinations: Collection[str] | None = None):
         self.data = data
+        self.destinations = destinations
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.problems: list[Problem] = []
         self.typed_paths: set[str] = set()
@@ -132,6 +136,9 @@ class _Checker:
         for field in ("max_concurrent_runs", "timeout_seconds"):
             self.check_range(field, data.get(field), 0, 1000 if field == "max_concurrent_runs" else None)
         self.check_health(data.get("health"), "health")
+        for note, problem in notification_problems(data, self.destinations):
+            if not note:
+                self.add(problem.path, problem.message, problem.fix)
         for i, task in enumerate(tasks):
             label = f"tasks[{i}]" + _key_label(task)
             self.labels.append(label)
