@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     go.add_argument("run_id", type=int, metavar="TASK_RUN_ID")
     from .cli_control import add_batch_command, add_run_verbs
     add_run_verbs(runs)       # runs repair | cancel | cancel-all
+    from .notify import cli as notify_cli
+    notify_cli.add_run_verb(runs)   # runs notifications RUN_ID
     add_batch_command(sub)    # batch NOTEBOOK --grid NAME=V1,V2 ...
 
     s = sub.add_parser("serve", help="serve the Jobs API (REST, databricks-sdk) over this workspace")
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--root", help="folder that API-submitted job paths are relative to (default: current folder)")
     from .services import cli as services_cli
     services_cli.add_parser(sub)  # services run | list | status
+    notify_cli.add_parser(sub)    # destinations list | test ID
     return p
 
 
@@ -155,6 +158,9 @@ def _dispatch(args, err: Console) -> int:
     if args.command == "services":
         from .services import cli as services_cli
         return services_cli.dispatch(args)
+    if args.command == "destinations":
+        from .notify import cli as notify_cli
+        return notify_cli.dispatch(args)
     if args.command == "batch":
         from .cli_control import dispatch
         return dispatch(args, _client(args), out, err, ProgressPrinter(err))
@@ -224,6 +230,9 @@ def _runs(args, out: Console, err: Console) -> int:
     if args.verb == "get":
         print(json.dumps(ws.get_run(args.run_id), indent=2))
         return EXIT_OK
+    if args.verb == "notifications":
+        from .notify import cli as notify_cli
+        return notify_cli.run_notifications(ws, args)
     print(json.dumps(ws.get_run_output(args.run_id), indent=2))
     return EXIT_OK
 

@@ -196,6 +196,10 @@ class Client:
     def get_run(self, run_id: int, *, include_history: bool = True) -> dict:
         return self._call("GET", "runs/get", params={"run_id": int(run_id), "include_history": include_history})
 
+    def run_notifications(self, run_id: int) -> list[dict]:
+        """The run's notification deliveries (an nbjobs endpoint, GET jobs/runs/notifications)."""
+        return self._call("GET", "runs/notifications", params={"run_id": int(run_id)}).get("notifications", [])
+
     def get_run_output(self, run_id: int) -> dict:
         return self._call("GET", "runs/get-output", params={"run_id": int(run_id)})
 

@@ -217,6 +217,7 @@ class JobsApiMixin:
         ("POST", "runs/cancel"): "cancel", ("POST", "runs/cancel-all"): "cancel_all",
         ("POST", "runs/repair"): "repair", ("POST", "runs/delete"): "delete_run",
         ("GET", "runs/export"): "export",
+        ("GET", "runs/notifications"): "run_notifications",  # nbjobs: a run's notification deliveries
     }
 
     state: ServerState
@@ -356,6 +357,9 @@ class JobsApiMixin:
 
     def op_get_run(self, r: ApiRequest) -> dict:
         return self.ws.get_run(r.int("run_id", required=True), include_history=r.bool("include_history", True))
+
+    def op_run_notifications(self, r: ApiRequest) -> dict:
+        return {"notifications": self.ws.run_notifications(r.int("run_id", required=True))}
 
     def op_get_output(self, r: ApiRequest) -> dict:
         return self.ws.get_run_output(r.int("run_id", required=True))
