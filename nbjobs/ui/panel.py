@@ -29,6 +29,7 @@ from .jobeditor import JobEditor
 from .jobfile import slug, task_settings
 from .monitor import RunMonitor
 from .states import is_active, progress, ui_state
+from .notifications import RunNotifications
 from .taskdetails import TaskDetails
 
 __all__ = ["JobPanel"]
@@ -123,7 +124,9 @@ class JobPanel(widgets.VBox):
         self.file_path, self.file_message = e.file_bar.path, e.file_bar.message
         self.graph = DagGraph(on_node_click=self._node_clicked)
         self.details = TaskDetails(self.client.get_run_output)
-        right = W.VBox([self.graph, self.details], layout=W.Layout(width="58%", padding="0 0 0 8px"))
+        self.notifications = RunNotifications(getattr(self.client, "run_notifications", None))
+        right = W.VBox([self.graph, self.details, self.notifications],
+                       layout=W.Layout(width="58%", padding="0 0 0 8px"))
         self.problems_html = W.HTML("")
         self.problems_html.add_class("nbjobs-problems-box")
         super().__init__([self.title, self.controls, W.HBox([self.editor, right], layout=W.Layout(width="100%")),
@@ -364,6 +367,7 @@ class JobPanel(widgets.VBox):
         self._render_graph()
         self._render_buttons()
         self.details.show(self.details.key, self._run)
+        self.notifications.show(self._run)
 
     # -- run updates (monitor thread) ------------------------------------------------------------
     def _on_run_update(self, run: dict) -> None:
