@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 _FAILED_TASK = ("FAILED", "TIMEDOUT", "CANCELED")
 _KINDS = ("run_start", "task_start", "task_retry", "task_end", "duration_warning", "run_end")
-WORKERS = 4
 # On close, deliveries still in flight get this long (seconds) before they are recorded as abandoned.
 DRAIN_SECONDS = float(os.environ.get("NBJOBS_NOTIFY_DRAIN_SECONDS", "30"))
 
@@ -85,7 +85,7 @@ class Notifier:
         self.home = Path(home)
         self.bus = bus_for(self.home)
         self._lock = threading.Lock()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lanes: dict[str, _Lane] = {}   # destination -> its sender thread (in order, per destination)
         self._pending: dict[concurrent.futures.Future, int] = {}   # future -> delivery id
         self._stop = threading.Event()
         self._store: Any = None
@@ -168,11 +168,15 @@ class Notifier:
     # -- delivering ---------------------------------------------------------------------------
     def submit(self, delivery_id: int, destination: Destination, ctx: MessageContext,
                config: NotificationsConfig) -> concurrent.futures.Future:
+        """Queue a delivery on its destination's lane: one destination gets its messages in order, and a
+        slow one delays no other."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
-            if self._pool is None:
-                self._stop.clear()
-                self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="nbjobs-notify")
-            future = self._pool.submit(self._deliver, delivery_id, destination, ctx, config)
+            self._stop.clear()
+            lane = self._lanes.get(destination.id)
+            if lane is None:
+                lane = self._lanes[destination.id] = _Lane(self, destination.id)
+            lane.queue.put((future, lambda: self._deliver(delivery_id, destination, ctx, config)))
             self._pending[future] = delivery_id
         future.add_done_callback(self._done)
         return future
@@ -218,16 +222,50 @@ class Notifier:
         self.drain(timeout)
         self._stop.set()
         with self._lock:
-            pool, self._pool = self._pool, None
+            lanes, self._lanes = list(self._lanes.values()), {}
             left = list(self._pending.values())
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in list(self._pending):
+                future.cancel()  # not started yet: never started now
+        for lane in lanes:
+            lane.queue.put(None)
         for delivery_id in left:
             try:
                 self.store.update_delivery(delivery_id, attempts=0, result="FAILED",
                                            error="abandoned: the process stopped before the delivery ended")
             except Exception:  # pragma: no cover - a closed or deleted workspace folder
                 log.exception("cannot record an abandoned notification delivery")
+
+
+class _Lane:
+    """One destination's sender thread; it ends after `IDLE_SECONDS` without work."""
+
+    IDLE_SECONDS = 60.0
+
+    def __init__(self, notifier: Notifier, name: str):
+        self.notifier, self.name = notifier, name
+        self.queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, name=f"nbjobs-notify:{name}"[:60], daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                item = self.queue.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self.notifier._lock:  # submit puts under this lock: nothing can arrive meanwhile
+                    if self.queue.empty():
+                        if self.notifier._lanes.get(self.name) is self:
+                            del self.notifier._lanes[self.name]
+                        return
+                continue
+            if item is None:
+                return
+            future, work = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # recorded by _deliver; kept on the future for drain()
+                future.set_exception(exc)
 
 
 _NOTIFIERS: dict[str, Notifier] = {}
