@@ -78,9 +78,9 @@ def _test(config: Any, destination_id: str) -> int:
         return 2
     ctx = MessageContext(event="test", run_id=0, job_name="nbjobs destinations test")
     outcome = deliver(dest, ctx, config)
+    attempts = f"{outcome.attempts} attempt{'s' if outcome.attempts > 1 else ''}"
     if outcome.result == "DELIVERED":
-        print(f"{dest.id}: delivered ({outcome.detail}, {outcome.attempts} attempt{'s' if outcome.attempts > 1 else ''})")
+        print(f"{dest.id}: delivered ({outcome.detail}, {attempts})")
         return 0
-    print(f"{dest.id}: not delivered after {outcome.attempts} attempt{'s' if outcome.attempts > 1 else ''}: "
-          f"{outcome.error}", file=sys.stderr)
+    print(f"{dest.id}: not delivered after {attempts}: {outcome.error}", file=sys.stderr)
     return 1

@@ -56,7 +56,8 @@ class MessageContext:
         lines = [f"Job: {self.job_name or '-'}" + (f" (job_id {self.job_id})" if self.job_id else ""),
                  f"Run: {self.run_id}"]
         if self.task_key:
-            lines.append(f"Task: {self.task_key}" + (f" (attempt {self.attempt_number})" if self.attempt_number else ""))
+            attempt = f" (attempt {self.attempt_number})" if self.attempt_number else ""
+            lines.append(f"Task: {self.task_key}{attempt}")
         lines.append(f"Event: {self.event}")
         state = self.result_state or self.life_cycle_state
         if state:
