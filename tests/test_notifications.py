@@ -415,3 +415,39 @@ def test_the_panel_shows_the_deliveries(ws, receiver):
     widget = RunNotifications(ws.run_notifications)
     widget.show(run)
     assert "on_success" in widget.value and 'data-result="FAILED"' in widget.value and "SECRET" not in widget.value
+
+
+def test_smtp_login_takes_the_password_from_the_environment_and_never_shows_it(tmp_path, monkeypatch):
+    from aiosmtpd.smtp import AuthResult
+
+    from nbjobs.notify.config import load_notifications_config
+    from nbjobs.notify.messages import MessageContext
+    from nbjobs.notify.send import deliver
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=auth_data.login == b"nbjobs" and auth_data.password == b"s3cret-pw")
+
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        (tmp_path / "config.yml").write_text(
+            f"notifications:\n  smtp: {{host: 127.0.0.1, port: {controller.port}, tls: none, sender: n@example.com, "
+            "user: nbjobs, password_env: NBJOBS_TEST_SMTP_PW}\n"
+            "  destinations: {oncall: {type: email, addresses: [oncall@example.com]}}\n  max_attempts: 1\n"
+            "  timeout_seconds: 2\n")
+        config = load_notifications_config(tmp_path)
+        ctx = MessageContext(event="on_failure", run_id=1, job_name="j", result_state="FAILED")
+        monkeypatch.setenv("NBJOBS_TEST_SMTP_PW", "s3cret-pw")
+        assert deliver(config.destinations["oncall"], ctx, config).result == "DELIVERED"
+        assert len(sink.messages) == 1
+        monkeypatch.setenv("NBJOBS_TEST_SMTP_PW", "wrong-pw")
+        refused = deliver(config.destinations["oncall"], ctx, config)
+        assert refused.result == "FAILED" and "wrong-pw" not in refused.error and "s3cret" not in refused.error
+        monkeypatch.delenv("NBJOBS_TEST_SMTP_PW")
+        unset = deliver(config.destinations["oncall"], ctx, config)
+        assert unset.error == f"SMTP server 127.0.0.1:{controller.port}: the password variable " \
+                              "$NBJOBS_TEST_SMTP_PW is not set"
+    finally:
+        controller.stop()
