@@ -31,7 +31,7 @@ HOME_ENV = "NBJOBS_HOME"
 
 CONTRACT_VERBS = ("create_job", "save_job", "get_job", "list_jobs", "update_job", "reset_job", "delete_job",
                   "run_now", "submit_run", "get_run", "list_runs", "get_run_output", "export_run", "repair_run",
-                  "cancel_run", "cancel_all_runs", "delete_run", "wait", "close")
+                  "cancel_run", "cancel_all_runs", "delete_run", "wait", "run_notifications", "close")
 
 
 def default_home() -> Path:
@@ -116,6 +116,10 @@ class JobsClient(Protocol):
     def wait(self, run_id: int, timeout: float | None = None, *, on_event: EventHandler | None = None) -> dict:
         """Wait for a run (or its latest repair) to end; its runs/get JSON (still active if `timeout`
         seconds passed first). `on_event` gets the run's events meanwhile (task_start, task_end, run_end…)."""
+        ...
+
+    def run_notifications(self, run_id: int) -> list[dict]:
+        """The run's notification deliveries (event, destination, attempts, result), oldest first."""
         ...
 
     def close(self) -> None: ...

@@ -274,6 +274,12 @@ class ContractSuite:
             client.export_run(run["run_id"], "PICTURES")
 
     # -- errors -----------------------------------------------------------------------------------------------
+    def test_run_notifications(self, client, root):
+        run = client.run_now(client.create_job(condition_job(unique("quiet")), base_dir=root))
+        assert client.run_notifications(run["run_id"]) == []  # the job asks for none
+        with pytest.raises(ResourceDoesNotExist, match="Run 987654 does not exist."):
+            client.run_notifications(987654)
+
     def test_errors_name_the_resource_or_the_field(self, client, root):
         with pytest.raises(ResourceDoesNotExist, match="Job 987654 does not exist."):
             client.get_job(987654)
