@@ -14,6 +14,7 @@ from . import schema as t
 from .jobs import JobStore
 from .leases import LeaseStore
 from .repairs import RepairStore
+from .slots import SlotStore
 from .rows import ACTIVE_STATES, ADMITTED_STATES, _columns, _dumps, _encode, _first, _insert_many, now_ms
 from .rows import rows_of as _rows
 
@@ -26,7 +27,7 @@ class TokenOfDeletedRun(Exception):
         self.token, self.run_id = token, run_id
 
 
-class Store(JobStore, RepairStore, LeaseStore):
+class Store(JobStore, RepairStore, LeaseStore, SlotStore):
     """Runs, task runs and task values of one workspace folder; jobs (`JobStore`), repairs and recovery
     (`RepairStore`), leases (`LeaseStore`)."""
 

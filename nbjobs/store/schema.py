@@ -128,6 +128,20 @@ MIGRATIONS: list[list[str]] = [
             health_json TEXT NOT NULL DEFAULT '{}'
         )""",
     ],
+    [  # 6: trigger slots: each slot of a schedule or trigger claimed once (its run, or why none started)
+        """CREATE TABLE trigger_slots (
+            job_id INTEGER NOT NULL,
+            slot_time INTEGER NOT NULL,
+            trigger TEXT NOT NULL,
+            status TEXT NOT NULL,
+            run_id INTEGER,
+            holder TEXT,
+            message TEXT NOT NULL DEFAULT '',
+            detail_json TEXT,
+            claimed_time INTEGER NOT NULL,
+            PRIMARY KEY (job_id, slot_time)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -195,6 +209,13 @@ leases = Table(
     "leases", metadata,
     Column("name", Text, primary_key=True), Column("holder", Text), Column("pid", Integer), Column("host", Text),
     Column("acquired_time", Integer), Column("renewed_time", Integer), Column("expires_time", Integer),
+)
+
+trigger_slots = Table(
+    "trigger_slots", metadata,
+    Column("job_id", Integer, primary_key=True), Column("slot_time", Integer, primary_key=True),
+    Column("trigger", Text), Column("status", Text), Column("run_id", Integer), Column("holder", Text),
+    Column("message", Text), Column("detail_json", Text), Column("claimed_time", Integer),
 )
 
 service_hosts = Table(
