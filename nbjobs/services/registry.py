@@ -23,6 +23,7 @@ GROUP = "nbjobs.services"
 # name -> "module:attribute"; running from the source tree finds these without an install.
 BUILTIN: dict[str, str] = {
     "recovery": "nbjobs.services.recovery:RecoveryService",
+    "scheduler": "nbjobs.services.scheduler:SchedulerService",
 }
 
 log = logging.getLogger("nbjobs.services")
