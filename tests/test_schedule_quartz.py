@@ -131,3 +131,41 @@ def test_when_and_pause_status():
                                                                              utc("2026-01-01T06:00")]
     with pytest.raises(ValueError, match="no schedule, trigger or continuous"):
         with_pause_status({}, "PAUSED")
+
+
+TASKS = [{"task_key": "a", "spark_python_task": {"python_file": "a.py"}}]
+VALIDATION = [
+    ({"schedule": {"quartz_cron_expression": "0 0 6 * * *", "timezone_id": "UTC"}},
+     "schedule.quartz_cron_expression", "day-of-month is '*' and day-of-week is '*'"),
+    ({"schedule": {"quartz_cron_expression": "0 0 6 ? * MON", "timezone_id": "Europe/Pari"}},
+     "schedule.timezone_id", "'Europe/Pari' is not a known time-zone id"),
+    ({"schedule": {"quartz_cron_expression": "0 0 6 ? * MON"}}, "schedule.timezone_id", "needs a time zone"),
+    ({"schedule": {"quartz_cron_expression": "0 0 6 ? * MON", "timezone_id": "UTC", "pause_status": "OFF"}},
+     "schedule.pause_status", "'OFF' is not a pause status"),
+    ({"schedule": {"quartz_cron_expression": "0 0 6 ? * MON", "timezone_id": "UTC", "sql_condition": {}}},
+     "schedule.sql_condition", "SQL warehouse"),
+    ({"trigger": {"model": {"condition": "MODEL_CREATED"}}}, "trigger.model", "model registry"),
+    ({"trigger": {"sql_condition": {}}}, "trigger.sql_condition", "SQL warehouse"),
+    ({"trigger": {"table_update": {"table_names": ["a.b.c"]}}}, "trigger.table_update", "SQL warehouse"),
+    ({"trigger": {"job_completion": {}}}, "trigger.job_completion", "not available"),
+    ({"trigger": {"periodic": {"interval": 0, "unit": "HOURS"}}}, "trigger.periodic.interval", "positive"),
+    ({"trigger": {"periodic": {"interval": 1, "unit": "SECONDS"}}}, "trigger.periodic.unit", "is not a time unit"),
+    ({"trigger": {"pause_status": "PAUSED"}}, "trigger", "names no trigger type"),
+    ({"schedule": {"quartz_cron_expression": "0 0 6 ? * MON", "timezone_id": "UTC"},
+      "trigger": {"periodic": {"interval": 1, "unit": "HOURS"}}}, "trigger", "at most one of"),
+]
+
+
+@pytest.mark.parametrize("extra,path,text", VALIDATION, ids=[c[1] for c in VALIDATION])
+def test_validation_names_the_field(extra, path, text):
+    from nbjobs.spec.validate import validate_job_settings
+    problems = validate_job_settings({"name": "j", "tasks": TASKS, **extra})
+    assert any(p.path == path and text in p.message for p in problems), problems
+
+
+def test_valid_schedule_and_periodic_trigger():
+    from nbjobs.spec.validate import validate_job_settings
+    for extra in ({"schedule": {"quartz_cron_expression": "0 15 10 ? * 6L 2026-2030", "timezone_id": "Asia/Tokyo",
+                                "pause_status": "PAUSED"}},
+                  {"trigger": {"periodic": {"interval": 3, "unit": "WEEKS"}, "pause_status": "UNPAUSED"}}):
+        assert validate_job_settings({"name": "j", "tasks": TASKS, **extra}) == []
