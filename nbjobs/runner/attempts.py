@@ -162,6 +162,7 @@ class Attempts(_Base):
             job_id=run["job_id"], job_name=self.settings.name or "Untitled", run_id=self.run_id,
             repair_count=run["repair_count"], start_time=utc_from_ms(run["start_time"]),
             trigger_type=(run["trigger"] or "ONE_TIME").lower(), trigger_time=utc_from_ms(run["trigger_time"]),
+            file_arrival_location=(run.get("trigger_info") or {}).get("file_arrival_location"),
             job_parameters=self.job_parameters, task_key=task.task_key, task_run_id=task_run_id,
             execution_count=execution_count, notebook_path=kind.notebook_path(task) if kind else None,
             tasks=tasks, input=element)

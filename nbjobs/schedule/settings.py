@@ -10,15 +10,15 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from ..errors import Problem
+from .file_arrival import url_problem
 from .quartz import CronError, next_fire_times, parse, zone
 
 PAUSE_STATUSES = ("PAUSED", "UNPAUSED")
 # databricks-sdk PeriodicTriggerConfigurationTimeUnit
 PERIODIC_UNITS = {"MINUTES": 60, "HOURS": 3600, "DAYS": 86400, "WEEKS": 7 * 86400}
 # TriggerSettings fields nbjobs runs, and those it cannot (with the reason shown to the user)
-TRIGGER_KINDS = ("periodic",)
+TRIGGER_KINDS = ("periodic", "file_arrival")
 UNSUPPORTED_TRIGGERS = {
-    "file_arrival": "file-arrival triggers are not available in this nbjobs yet",
     "table_update": "table-update triggers need the embedded SQL warehouse, which this nbjobs does not have yet",
     "table": "table-update triggers (`table` is table_update's old name) need the embedded SQL warehouse, "
              "which this nbjobs does not have yet",
@@ -92,9 +92,10 @@ def _check_trigger(trigger: Mapping[str, Any], add) -> None:
     for kind in kinds:
         if kind in UNSUPPORTED_TRIGGERS:
             add(f"trigger.{kind}", UNSUPPORTED_TRIGGERS[kind],
-                f"remove trigger.{kind}; nbjobs runs trigger.periodic and schedule")
+                f"remove trigger.{kind}; nbjobs runs schedule, trigger.periodic and trigger.file_arrival")
         elif kind not in TRIGGER_KINDS:
-            add(f"trigger.{kind}", "is not a trigger type", "use trigger.periodic {interval, unit}")
+            add(f"trigger.{kind}", "is not a trigger type",
+                "use trigger.periodic {interval, unit} or trigger.file_arrival {url}")
     if not kinds:
         add("trigger", "names no trigger type", "add periodic: {interval: 1, unit: HOURS}")
     elif len(kinds) > 1:
@@ -113,6 +114,18 @@ def _check_trigger(trigger: Mapping[str, Any], add) -> None:
             add("trigger.periodic.unit", f"{unit!r} is not a time unit", f"use one of {', '.join(PERIODIC_UNITS)}")
     elif periodic is not None:
         add("trigger.periodic", f"expected {{interval, unit}}, not {periodic!r}")
+    arrival = trigger.get("file_arrival")
+    if isinstance(arrival, Mapping):
+        problem = url_problem(arrival.get("url"))
+        if problem:
+            add("trigger.file_arrival.url", problem, "e.g. url: /Volumes/main/default/landing/ or /data/incoming")
+        for name in ("min_time_between_triggers_seconds", "wait_after_last_change_seconds"):
+            value = arrival.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                add(f"trigger.file_arrival.{name}", f"{value!r} is not a whole number of seconds >= 0",
+                    "leave it out, or give seconds (Databricks requires at least 60)")
+    elif arrival is not None:
+        add("trigger.file_arrival", f"expected {{url, ...}}, not {arrival!r}")
 
 
 # -- what the scheduler reads ---------------------------------------------------------------------

@@ -97,6 +97,11 @@ def trigger_state(settings: Mapping[str, Any], created_ms: int, slots: list[dict
     `next_fire_times` (ISO 8601 in the schedule's zone) and `recent_slots` (newest first: the run each
     slot started, or MISSED / FAILED with why)."""
     when = when_of(settings)
+    trigger = settings.get("trigger")
+    if when is None and isinstance(trigger, Mapping) and isinstance(trigger.get("file_arrival"), Mapping):
+        # TriggerStateProto.file_arrival: nbjobs polls the folder (no file events)
+        return {"pause_status": trigger.get("pause_status") or "UNPAUSED",
+                "file_arrival": {"using_file_events": False}, "recent_slots": _slots(slots)}
     if when is None:
         return None
     out: dict[str, Any] = {"pause_status": "PAUSED" if when.paused else "UNPAUSED"}
@@ -105,6 +110,10 @@ def trigger_state(settings: Mapping[str, Any], created_ms: int, slots: list[dict
         after = max(now, from_ms(last) + GAP) if last is not None else now
         times = when.next_after(after, count, anchor=from_ms(created_ms))
         out["next_fire_times"] = [t.isoformat() for t in times]
-    out["recent_slots"] = [{"slot_time": s["slot_time"], "status": s["status"], "run_id": s.get("run_id"),
-                            **({"message": s["message"]} if s.get("message") else {})} for s in slots]
+    out["recent_slots"] = _slots(slots)
     return out
+
+
+def _slots(slots: list[dict]) -> list[dict[str, Any]]:
+    return [{"slot_time": s["slot_time"], "status": s["status"], "run_id": s.get("run_id"),
+             **({"message": s["message"]} if s.get("message") else {})} for s in slots]

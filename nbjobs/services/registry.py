@@ -24,6 +24,7 @@ GROUP = "nbjobs.services"
 BUILTIN: dict[str, str] = {
     "recovery": "nbjobs.services.recovery:RecoveryService",
     "scheduler": "nbjobs.services.scheduler:SchedulerService",
+    "file_arrival": "nbjobs.services.file_arrival:FileArrivalService",
 }
 
 log = logging.getLogger("nbjobs.services")

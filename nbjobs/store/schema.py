@@ -141,6 +141,7 @@ MIGRATIONS: list[list[str]] = [
             claimed_time INTEGER NOT NULL,
             PRIMARY KEY (job_id, slot_time)
         )""",
+        "ALTER TABLE runs ADD COLUMN trigger_info_json TEXT",  # what triggered the run (file arrival: where)
     ],
 ]
 
@@ -167,7 +168,7 @@ runs = Table(
     Column("repair_count", Integer), Column("pid", Integer), Column("idempotency_token", Text),
     Column("parent_task_run_id", Integer),
     Column("cancel_requested", Integer), Column("queue_enabled", Integer), Column("queue_duration", Integer),
-    Column("only_json", Text),
+    Column("only_json", Text), Column("trigger_info_json", Text),
 )
 
 task_runs = Table(
