@@ -335,7 +335,7 @@ def test_registry_entry_points_and_a_broken_one(monkeypatch):
     assert found["recovery"] is RecoveryService and found["toy"] is Ticker and found["bad"] is None
     with pytest.warns(RuntimeWarning):
         services = registry.create_all()
-    assert sorted(s.name for s in services) == ["file_arrival", "recovery", "scheduler", "ticker"]
+    assert sorted(s.name for s in services) == ["continuous", "file_arrival", "recovery", "scheduler", "ticker"]
     with pytest.warns(RuntimeWarning), pytest.raises(registry.UnknownService, match="failed to load"):
         registry.create("bad")
     with pytest.warns(RuntimeWarning), pytest.raises(registry.UnknownService, match="no service named 'nope'"):

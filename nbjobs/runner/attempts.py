@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ..plan import retry_delay
@@ -33,6 +34,8 @@ class Attempts(_Base):
                 await semaphore.acquire()
                 acquired = True
             policy = retry_policy(unit.task, unit.kind)
+            if self.settings.continuous is not None:  # a continuous job's task_retry_mode NEVER (the only
+                policy = replace(policy, max_retries=0)  # one nbjobs runs): the run ends, a new one starts
             while True:
                 outcome, started = await self._attempt(unit)
                 delay = retry_delay(policy, attempt_number=unit.attempt, result=outcome.result, started_ms=started,

@@ -26,7 +26,7 @@ UNSUPPORTED_TRIGGERS = {
     "sql_condition": "SQL-condition triggers need a Databricks SQL warehouse, which has no local equivalent",
     "job_completion": "job-completion triggers are not available in this nbjobs",
 }
-CONTINUOUS_SUPPORTED = False
+TASK_RETRY_MODES = ("NEVER", "ON_FAILURE")  # databricks-sdk TaskRetryMode; nbjobs runs NEVER
 
 
 def _text(value: Any) -> Any:
@@ -48,12 +48,24 @@ def check_when(data: Mapping[str, Any]) -> list[Problem]:
         _check_trigger(trigger, add)
     elif trigger is not None:
         add("trigger", f"expected an object such as {{periodic: {{interval: 1, unit: HOURS}}}}, not {trigger!r}")
-    if continuous is not None:
-        if not CONTINUOUS_SUPPORTED:
-            add("continuous", "continuous jobs are not available in this nbjobs yet",
-                "remove continuous, or use a schedule or trigger.periodic")
-        elif isinstance(continuous, Mapping):
-            _check_pause(continuous.get("pause_status"), "continuous.pause_status", add)
+    if isinstance(continuous, Mapping):
+        _check_pause(continuous.get("pause_status"), "continuous.pause_status", add)
+        mode = continuous.get("task_retry_mode")
+        if mode == "ON_FAILURE":
+            add("continuous.task_retry_mode", "ON_FAILURE (retry a failed task while another task still runs "
+                "its first attempt) is not available in nbjobs", "leave task_retry_mode out or set NEVER: a "
+                "failed run ends and a new one starts, with backoff")
+        elif mode is not None and mode not in TASK_RETRY_MODES:
+            add("continuous.task_retry_mode", f"{mode!r} is not a task retry mode", "use NEVER or ON_FAILURE")
+        if continuous.get("maintenance_window") is not None:
+            add("continuous.maintenance_window", "platform maintenance windows have no local equivalent",
+                "remove continuous.maintenance_window")
+        limit = data.get("max_concurrent_runs")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 1:
+            add("max_concurrent_runs", f"a continuous job has exactly one active run; {limit} is more",
+                "leave max_concurrent_runs out or set it to 1")
+    elif continuous is not None:
+        add("continuous", f"expected an object such as {{pause_status: UNPAUSED}}, not {continuous!r}")
     return problems
 
 

@@ -102,6 +102,9 @@ def trigger_state(settings: Mapping[str, Any], created_ms: int, slots: list[dict
         # TriggerStateProto.file_arrival: nbjobs polls the folder (no file events)
         return {"pause_status": trigger.get("pause_status") or "UNPAUSED",
                 "file_arrival": {"using_file_events": False}, "recent_slots": _slots(slots)}
+    continuous = settings.get("continuous")
+    if when is None and isinstance(continuous, Mapping):
+        return {"pause_status": continuous.get("pause_status") or "UNPAUSED", "recent_slots": _slots(slots)}
     if when is None:
         return None
     out: dict[str, Any] = {"pause_status": "PAUSED" if when.paused else "UNPAUSED"}

@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "recovery": "nbjobs.services.recovery:RecoveryService",
     "scheduler": "nbjobs.services.scheduler:SchedulerService",
     "file_arrival": "nbjobs.services.file_arrival:FileArrivalService",
+    "continuous": "nbjobs.services.continuous:ContinuousService",
 }
 
 log = logging.getLogger("nbjobs.services")
