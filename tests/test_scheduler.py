@@ -139,3 +139,31 @@ def test_two_service_processes_start_each_slot_once_also_across_a_kill_9(tmp_pat
             stop_process(proc, signal.SIGINT)
         for log in logs:
             log.close()
+
+
+def test_a_restarted_scheduler_records_the_missed_slot_and_does_not_backfill_it(tmp_path):
+    ws = Workspace(tmp_path / "home")
+    job_id = ws.create_job(_job(tmp_path, "restart", schedule={"quartz_cron_expression": EVERY_10S,
+                                                               "timezone_id": "UTC"}))
+    host = ServiceHost([SchedulerService(interval=0.2, grace=1)], workspace=ws, **FAST).start()
+    try:
+        wait_for(lambda: _scheduled_runs(ws, job_id), 20, "a scheduled run")
+    finally:
+        host.stop()
+    time.sleep(12)  # at least one slot passes with no scheduler
+    host = ServiceHost([SchedulerService(interval=0.2, grace=1)], workspace=ws, **FAST).start()
+    try:
+        slots = wait_for(lambda: [s for s in ws.get_job(job_id)["trigger_state"]["recent_slots"]
+                                  if s["status"] == "MISSED"], 10, "a MISSED slot")
+        assert "not backfilled" in slots[0]["message"] and slots[0]["run_id"] is None
+        before = len(_scheduled_runs(ws, job_id))
+        assert before == 1  # the missed slot started nothing
+        wait_for(lambda: len(_scheduled_runs(ws, job_id)) == 2, 15, "the next slot's run")
+        missed = {s["slot_time"] for s in ws.get_job(job_id)["trigger_state"]["recent_slots"]
+                  if s["status"] == "MISSED"}
+        started = {ws.store.get_run(r["run_id"])["trigger_time"] for r in _scheduled_runs(ws, job_id)}
+        assert missed and not missed & started
+        assert host.health()["services"]["scheduler"]["missed_slots"] >= 1
+    finally:
+        host.stop()
+        ws.close()
