@@ -169,3 +169,22 @@ def test_valid_schedule_and_periodic_trigger():
                                 "pause_status": "PAUSED"}},
                   {"trigger": {"periodic": {"interval": 3, "unit": "WEEKS"}, "pause_status": "UNPAUSED"}}):
         assert validate_job_settings({"name": "j", "tasks": TASKS, **extra}) == []
+
+
+@pytest.mark.parametrize("expression,words", [
+    ("0 15 10 ? * 6L", "at 10:15 on the last Friday of every month, Europe/Paris"),
+    ("0 30 2 * * ?", "at 02:30 every day, Europe/Paris"),
+    ("0 0 12 LW * ?", "at 12:00 on the last weekday of every month, Europe/Paris"),
+    ("0 0 9 ? JAN,JUL MON-FRI", "at 09:00 on Monday to Friday in January and July, Europe/Paris"),
+    ("0 0/15 * * * ?", "every 15 minutes, Europe/Paris"),
+    ("0 0 12 ? * 2#1 2026", "at 12:00 on the first Monday of every month in 2026, Europe/Paris"),
+    ("0 0 0 15W * ?", "at 00:00 on the weekday nearest the 15th of every month, Europe/Paris"),
+    ("0 0 8 ? * 1,3,5", "at 08:00 on Sunday, Tuesday and Thursday, Europe/Paris"),
+    ("0 5 * * * ?", "at minute 5 of every hour, Europe/Paris"),
+    ("0 0/30 9-17 ? * MON-FRI", "every 30 minutes between 09:00-17:59 on Monday to Friday, Europe/Paris"),
+    ("0 0 0 L-2 * ?", "at 00:00 2 days before the last day of every month, Europe/Paris"),
+    ("0 0 6,18 1,15 * ?", "at 06:00 and 18:00 on the 1st and 15th of every month, Europe/Paris"),
+])
+def test_describe_in_words(expression, words):
+    from nbjobs.schedule.describe import describe
+    assert describe(expression, "Europe/Paris") == words
