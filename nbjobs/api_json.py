@@ -110,6 +110,8 @@ def run_json(run: dict, task_rows: list[dict], *, repairs: list[dict] | None = N
         out["state"]["queue_reason"] = message
     if run.get("parent_task_run_id"):
         out["trigger_info"] = {"run_id": run["parent_task_run_id"]}
+    elif run.get("trigger_info"):  # nbjobs: a file arrival's location and new files
+        out["trigger_info"] = dict(run["trigger_info"])
     if iterations is not None:
         out["iterations"] = [task_run_json(r) for r in iterations]
     if repairs is not None:

@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                     "key+: with its downstream)")
     d = jobs.add_parser("delete", help="delete a job")
     d.add_argument("job_id", type=int)
+    from .schedule import cli as schedule_cli
+    schedule_cli.add_parser(jobs)  # jobs next-runs | pause | resume
 
     runs = sub.add_parser("runs", help="run commands").add_subparsers(dest="verb", required=True)
     lr = runs.add_parser("list", help="list runs, newest first")
@@ -206,6 +208,9 @@ def _jobs(args, out: Console, err: Console) -> int:
     if args.verb == "get":
         print(json.dumps(ws.get_job(args.job_id), indent=2))
         return EXIT_OK
+    from .schedule import cli as schedule_cli
+    if args.verb in schedule_cli.VERBS:
+        return schedule_cli.dispatch(args, ws, out, err)
     if args.verb == "run-now":
         return _run_and_report(ws, args.job_id, parse_key_values(args.job_param, flag="--job-param"),
                                args, out, err)

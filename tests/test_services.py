@@ -335,7 +335,7 @@ def test_registry_entry_points_and_a_broken_one(monkeypatch):
     assert found["recovery"] is RecoveryService and found["toy"] is Ticker and found["bad"] is None
     with pytest.warns(RuntimeWarning):
         services = registry.create_all()
-    assert sorted(s.name for s in services) == ["recovery", "ticker"]
+    assert sorted(s.name for s in services) == ["continuous", "file_arrival", "recovery", "scheduler", "ticker"]
     with pytest.warns(RuntimeWarning), pytest.raises(registry.UnknownService, match="failed to load"):
         registry.create("bad")
     with pytest.warns(RuntimeWarning), pytest.raises(registry.UnknownService, match="no service named 'nope'"):
@@ -399,8 +399,9 @@ def test_nbjobs_serve_hosts_the_services(tmp_path):
         url = lines[0].split("nbjobs server: ")[1].strip()
         token = (home / "server-token").read_text().strip()
         store = Store(home)
-        wait_for(lambda: store.leases(), 15, "the recovery lease")
-        assert store.leases()[0]["name"] == "recovery" and store.leases()[0]["pid"] == proc.pid
+        wait_for(lambda: {"recovery", "scheduler"} <= {lease["name"] for lease in store.leases()}, 15,
+                 "the recovery and scheduler leases")
+        assert all(lease["pid"] == proc.pid for lease in store.leases())
         r = requests.get(f"{url}/api/2.2/nbjobs/services", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert r.status_code == 200, r.text
         body = r.json()
@@ -462,7 +463,7 @@ def test_the_jupyter_extension_hosts_the_services(tmp_path):
             return r if r.status_code == 200 and r.json()["leases"] else None
 
         body = wait_for(answer, 60, "the extension's services").json()
-        assert body["host"]["pid"] == proc.pid and body["leases"][0]["name"] == "recovery"
+        assert body["host"]["pid"] == proc.pid and "recovery" in {lease["name"] for lease in body["leases"]}
         assert body["home"] == str((root / ".nbjobs").resolve())
         assert requests.get(url, timeout=10).status_code in (401, 403)
     finally:

@@ -273,7 +273,7 @@ def test_fields_nbjobs_does_not_use_are_never_an_error():
                email_notifications={"on_failure": ["me@example.com"], "no_alert_for_skipped_runs": True},
                webhook_notifications={"on_start": [{"id": "abc"}]}, health={"rules": []},
                schedule={"quartz_cron_expression": "0 0 * * * ?", "timezone_id": "UTC"},
-               trigger={"periodic": {"interval": 1, "unit": "DAYS"}}, run_as={"user_name": "me"},
+               run_as={"user_name": "me"},
                access_control_list=[{"user_name": "me", "permission_level": "IS_OWNER"}],
                budget_policy_id="x", performance_target="STANDARD", something_new={"deep": [1, 2]})
     assert messages(data) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ..plan import retry_delay
@@ -33,6 +34,8 @@ class Attempts(_Base):
                 await semaphore.acquire()
                 acquired = True
             policy = retry_policy(unit.task, unit.kind)
+            if self.settings.continuous is not None:  # a continuous job's task_retry_mode NEVER (the only
+                policy = replace(policy, max_retries=0)  # one nbjobs runs): the run ends, a new one starts
             while True:
                 outcome, started = await self._attempt(unit)
                 delay = retry_delay(policy, attempt_number=unit.attempt, result=outcome.result, started_ms=started,
@@ -162,6 +165,7 @@ class Attempts(_Base):
             job_id=run["job_id"], job_name=self.settings.name or "Untitled", run_id=self.run_id,
             repair_count=run["repair_count"], start_time=utc_from_ms(run["start_time"]),
             trigger_type=(run["trigger"] or "ONE_TIME").lower(), trigger_time=utc_from_ms(run["trigger_time"]),
+            file_arrival_location=(run.get("trigger_info") or {}).get("file_arrival_location"),
             job_parameters=self.job_parameters, task_key=task.task_key, task_run_id=task_run_id,
             execution_count=execution_count, notebook_path=kind.notebook_path(task) if kind else None,
             tasks=tasks, input=element)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .. import api_json
 from ..errors import InvalidParameterValue, ResourceDoesNotExist
+from ..schedule.slots import trigger_state
 from ..spec import JobSettings, parse_job_settings
 from ..store import Store
 
@@ -57,7 +59,13 @@ class JobsMixin:
         return self.store.create_job(model.to_dict(), source_path=source_path, creator=self.user), True
 
     def get_job(self, job_id: int) -> dict:
-        return api_json.job_json(self._job_row(job_id))
+        row = self._job_row(job_id)
+        out = api_json.job_json(row)
+        state = trigger_state(row["settings"], row["created_time"], self.store.job_slots(row["job_id"], 5),
+                              datetime.now(timezone.utc))
+        if state is not None:  # a schedule or trigger: its pause status, next fire times, recent slots
+            out["trigger_state"] = state
+        return out
 
     def list_jobs(self, *, name: str | None = None, tags: Mapping[str, str | None] | None = None,
                   expand_tasks: bool = False) -> list[dict]:

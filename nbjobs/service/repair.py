@@ -112,7 +112,8 @@ class RepairMixin:
         ctx = RefContext(job_id=run["job_id"], job_name=run["run_name"], run_id=run["run_id"],
                          repair_count=run["repair_count"] + 1, start_time=utc_from_ms(run["start_time"]),
                          trigger_type=(run["trigger"] or "ONE_TIME").lower(),
-                         trigger_time=utc_from_ms(run["trigger_time"]))
+                         trigger_time=utc_from_ms(run["trigger_time"]),
+                         file_arrival_location=(run.get("trigger_info") or {}).get("file_arrival_location"))
         out = []
         try:
             for name, default in definitions.items():

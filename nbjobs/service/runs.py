@@ -34,16 +34,18 @@ class RunsMixin:
     def start_run(self, job_id: int, job_parameters: Mapping[str, str] | None = None, *,
                   trigger: str = "ONE_TIME", trigger_time: int | None = None,
                   idempotency_token: str | None = None, only: Iterable[str] | str | None = None,
-                  queue: Mapping[str, Any] | bool | None = None, parent_task_run_id: int | None = None) -> int:
+                  queue: Mapping[str, Any] | bool | None = None, parent_task_run_id: int | None = None,
+                  trigger_info: Mapping[str, Any] | None = None) -> int:
         """Create a run of the job's current settings with resolved job parameters.
 
         At the job's `max_concurrent_runs` the run is QUEUED (queue enabled) or ends SKIPPED with
         MAXIMUM_CONCURRENT_RUNS_REACHED; otherwise it is PENDING. An `idempotency_token` already used
         by a run of this job returns that run's id and starts nothing. `only` runs a subset of tasks
-        (`key`, `+key` with its upstream, `key+` with its downstream)."""
+        (`key`, `+key` with its upstream, `key+` with its downstream). `trigger_info`: what triggered it
+        (a file arrival's `file_arrival_location`)."""
         return self._start_run(job_id, job_parameters, trigger=trigger, trigger_time=trigger_time,
                                idempotency_token=idempotency_token, only=only, queue=queue,
-                               parent_task_run_id=parent_task_run_id)[0]
+                               parent_task_run_id=parent_task_run_id, trigger_info=trigger_info)[0]
 
     def _create_run(self, **kwargs) -> tuple[int, dict[str, int] | None]:
         try:
@@ -53,7 +55,8 @@ class RunsMixin:
 
     @gc_paused(keep=True)  # the run's validated settings live as long as the run
     def _start_run(self, job_id, job_parameters=None, *, trigger="ONE_TIME", trigger_time=None,
-                   idempotency_token=None, only=None, queue=None, parent_task_run_id=None) -> tuple[int, bool]:
+                   idempotency_token=None, only=None, queue=None, parent_task_run_id=None,
+                   trigger_info=None) -> tuple[int, bool]:
         """start_run; the bool says whether a new run was created (False: idempotency_token reuse)."""
         from ..plan import JobGraph, select_only
         from ..runner import plan_task
@@ -89,7 +92,8 @@ class RunsMixin:
             job_id=row["job_id"], settings=run_settings, job_parameters=[], run_name=row["name"],
             tasks=tasks, trigger=trigger, trigger_time=trigger_time, creator=self.user,
             idempotency_token=idempotency_token, admission=(limit, _queue_enabled(queue, settings)),
-            only=sorted(selected) if selected is not None else None, parent_task_run_id=parent_task_run_id)
+            only=sorted(selected) if selected is not None else None, parent_task_run_id=parent_task_run_id,
+            trigger_info=dict(trigger_info) if trigger_info else None)
         if ids is None:
             return run_id, False
         if selected is None:  # the run's settings are the job's, just validated: execute_run reuses them
@@ -99,7 +103,8 @@ class RunsMixin:
         run = self.store.get_run(run_id)
         ctx = RefContext(job_id=row["job_id"], job_name=row["name"], run_id=run_id,
                          start_time=utc_from_ms(run["start_time"]), trigger_type=trigger.lower(),
-                         trigger_time=utc_from_ms(run["trigger_time"]))
+                         trigger_time=utc_from_ms(run["trigger_time"]),
+                         file_arrival_location=(trigger_info or {}).get("file_arrival_location"))
         resolved = []
         try:
             for name, default in definitions.items():

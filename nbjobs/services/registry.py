@@ -23,6 +23,9 @@ GROUP = "nbjobs.services"
 # name -> "module:attribute"; running from the source tree finds these without an install.
 BUILTIN: dict[str, str] = {
     "recovery": "nbjobs.services.recovery:RecoveryService",
+    "scheduler": "nbjobs.services.scheduler:SchedulerService",
+    "file_arrival": "nbjobs.services.file_arrival:FileArrivalService",
+    "continuous": "nbjobs.services.continuous:ContinuousService",
 }
 
 log = logging.getLogger("nbjobs.services")

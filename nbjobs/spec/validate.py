@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ..errors import Problem
 from ..plan import find_cycle
 from ..states import RunIf
+from ..schedule.settings import check_when
 from ..tasks.registry import kind_for_field, kinds, version
 from .files import find_source_file, is_remote_path, source_candidates
 from .health import health_problems
@@ -139,6 +140,8 @@ class _Checker:
         for note, problem in notification_problems(data, self.destinations):
             if not note:
                 self.add(problem.path, problem.message, problem.fix)
+        for problem in check_when(data):  # schedule, trigger, continuous
+            self.add(problem.path, problem.message, problem.fix)
         for i, task in enumerate(tasks):
             label = f"tasks[{i}]" + _key_label(task)
             self.labels.append(label)

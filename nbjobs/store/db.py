@@ -17,6 +17,7 @@ from .notifications import NotificationStore
 from .repairs import RepairStore
 from .rows import ACTIVE_STATES, ADMITTED_STATES, _columns, _dumps, _encode, _first, _insert_many, now_ms
 from .rows import rows_of as _rows
+from .slots import SlotStore
 
 class TokenOfDeletedRun(Exception):
     """An idempotency token whose run was deleted: a new run with it is refused (databricks-sdk `JobsAPI.run_now`: idempotency_token)."""
@@ -27,9 +28,10 @@ class TokenOfDeletedRun(Exception):
         self.token, self.run_id = token, run_id
 
 
-class Store(JobStore, RepairStore, LeaseStore, NotificationStore):
+class Store(JobStore, RepairStore, LeaseStore, NotificationStore, SlotStore):
     """Runs, task runs and task values of one workspace folder; jobs (`JobStore`), repairs and recovery
-    (`RepairStore`), leases (`LeaseStore`), notification deliveries (`NotificationStore`)."""
+    (`RepairStore`), leases (`LeaseStore`), notification deliveries (`NotificationStore`), trigger slots
+    (`SlotStore`)."""
 
     def __init__(self, home: str | os.PathLike):
         self.home = Path(home).resolve()
@@ -87,7 +89,8 @@ class Store(JobStore, RepairStore, LeaseStore, NotificationStore):
                    trigger_time: int | None = None, creator: str = "", idempotency_token: str | None = None,
                    life_cycle_state: str = "PENDING", admission: tuple[int, bool] | None = None,
                    only: list[str] | None = None, parent_task_run_id: int | None = None,
-                   queue_enabled: bool | None = None) -> tuple[int, dict[str, int] | None]:
+                   queue_enabled: bool | None = None,
+                   trigger_info: dict | None = None) -> tuple[int, dict[str, int] | None]:
         """A run and one task run per task, in one transaction. Returns (run_id, task_run_ids).
 
         ``idempotency_token``: when a run of the job already has it, that run's id is returned with
@@ -125,7 +128,8 @@ class Store(JobStore, RepairStore, LeaseStore, NotificationStore):
                 creator_user_name=creator, trigger_time=trigger_time or start, start_time=start,
                 end_time=start if result_state else 0, pid=os.getpid(), idempotency_token=idempotency_token,
                 only_json=_dumps(only) if only is not None else None, parent_task_run_id=parent_task_run_id,
-                queue_enabled=None if queue_enabled is None else int(bool(queue_enabled))))
+                queue_enabled=None if queue_enabled is None else int(bool(queue_enabled)),
+                trigger_info_json=_dumps(trigger_info) if trigger_info else None))
             ids = self._new_ids(conn, "task", len(tasks))
             if tasks:
                 task_state = dict(life_cycle_state="PENDING")

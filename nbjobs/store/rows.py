@@ -12,6 +12,7 @@ _JSON_COLUMNS = {
     "settings_json": "settings", "tags_json": "tags", "job_parameters_json": "job_parameters",
     "task_json": "task", "resolved_values_json": "resolved_values", "request_json": "request",
     "task_run_ids_json": "task_run_ids", "only_json": "only", "input_json": "input",
+    "trigger_info_json": "trigger_info",
 }
 
 ACTIVE_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")

@@ -128,7 +128,21 @@ MIGRATIONS: list[list[str]] = [
             health_json TEXT NOT NULL DEFAULT '{}'
         )""",
     ],
-    [],  # 6: schedules (issue 11, another branch); the integrator keeps its statements here
+    [  # 6: trigger slots: each slot of a schedule or trigger claimed once (its run, or why none started)
+        """CREATE TABLE trigger_slots (
+            job_id INTEGER NOT NULL,
+            slot_time INTEGER NOT NULL,
+            trigger TEXT NOT NULL,
+            status TEXT NOT NULL,
+            run_id INTEGER,
+            holder TEXT,
+            message TEXT NOT NULL DEFAULT '',
+            detail_json TEXT,
+            claimed_time INTEGER NOT NULL,
+            PRIMARY KEY (job_id, slot_time)
+        )""",
+        "ALTER TABLE runs ADD COLUMN trigger_info_json TEXT",  # what triggered the run (file arrival: where)
+    ],
     [  # 7: notification deliveries: one row per event and destination (nbjobs/notify)
         """CREATE TABLE notification_deliveries (
             delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -170,7 +184,7 @@ runs = Table(
     Column("repair_count", Integer), Column("pid", Integer), Column("idempotency_token", Text),
     Column("parent_task_run_id", Integer),
     Column("cancel_requested", Integer), Column("queue_enabled", Integer), Column("queue_duration", Integer),
-    Column("only_json", Text),
+    Column("only_json", Text), Column("trigger_info_json", Text),
 )
 
 task_runs = Table(
@@ -212,6 +226,13 @@ leases = Table(
     "leases", metadata,
     Column("name", Text, primary_key=True), Column("holder", Text), Column("pid", Integer), Column("host", Text),
     Column("acquired_time", Integer), Column("renewed_time", Integer), Column("expires_time", Integer),
+)
+
+trigger_slots = Table(
+    "trigger_slots", metadata,
+    Column("job_id", Integer, primary_key=True), Column("slot_time", Integer, primary_key=True),
+    Column("trigger", Text), Column("status", Text), Column("run_id", Integer), Column("holder", Text),
+    Column("message", Text), Column("detail_json", Text), Column("claimed_time", Integer),
 )
 
 service_hosts = Table(

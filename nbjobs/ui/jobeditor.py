@@ -49,7 +49,7 @@ class JobEditor(widgets.VBox):
         ], layout=W.Layout(width="auto"))
         self.form = TaskForm(lambda structural: self.changed(structural, reload_form=False),
                              lambda: source_files(self.draft.base_dir))
-        self.job_form = JobForm(self._job_fields_changed)
+        self.job_form = JobForm(self._job_fields_changed, self._schedule_changed)
         self.file_bar = FileBar(on_export, on_load)
         self.yaml_view = W.HTML("")
         self.yaml_view.add_class("nbjobs-yaml")
@@ -170,6 +170,10 @@ class JobEditor(widgets.VBox):
         self.changed(structural=False)
         if renamed:
             self._on_renamed()
+
+    def _schedule_changed(self, fields: Mapping[str, Any]) -> None:
+        self.draft.set_fields(**fields)  # schedule / trigger / continuous; None removes one
+        self.changed(structural=False)
 
     def _click_add(self) -> None:
         self.add_task()

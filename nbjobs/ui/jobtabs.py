@@ -8,6 +8,7 @@ import ipywidgets as widgets
 
 from .details import message_html
 from .editor import pairs_text, params_text, parse_pairs, parse_params
+from .scheduleform import ScheduleForm
 
 _STYLE = {"description_width": "88px"}
 
@@ -24,7 +25,7 @@ class JobForm(widgets.VBox):
     """The job's own fields. `on_change(fields)` after an edit, with {name, description, parameters,
     tags} as JobSettings values (empty ones are "" / [] / {})."""
 
-    def __init__(self, on_change: Callable[[dict], None]):
+    def __init__(self, on_change: Callable[[dict], None], on_schedule: Callable[[dict], None] | None = None):
         self._on_change = on_change
         self._loading = False
         self.name = widgets.Text(description="job name", continuous_update=False,
@@ -35,7 +36,8 @@ class JobForm(widgets.VBox):
         self.tags = _area("tags", "nbjobs-job-tags", "64px", "key=value (or a key alone), one per line")
         for w in (self.name, self.description, self.params, self.tags):
             w.observe(self._changed, "value")
-        super().__init__([self.name, self.description, self.params, self.tags])
+        self.schedule = ScheduleForm(on_schedule or (lambda fields: None))  # when the job runs by itself
+        super().__init__([self.name, self.description, self.params, self.tags, self.schedule])
 
     def load(self, settings: Mapping[str, Any]) -> None:
         """Show the fields of `settings` (without calling `on_change`)."""
@@ -45,6 +47,7 @@ class JobForm(widgets.VBox):
             self.description.value = str(settings.get("description") or "")
             self.params.value = params_text(settings.get("parameters"))
             self.tags.value = pairs_text(settings.get("tags"))
+            self.schedule.load(settings)
         finally:
             self._loading = False
 
