@@ -37,7 +37,7 @@ test: venv-test browser-deps
 test-pure: venv-test
 	$(PY) -m pytest -m pure
 
-# The four benchmarks (nbjobs vs papermill, measured in the same run) and their summary table.
+# The five benchmarks (nbjobs vs papermill, measured in the same run; schedules) and their summary table.
 bench: venv-test
 	$(PY) benchmarks/run_all.py
 
