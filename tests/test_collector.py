@@ -60,3 +60,23 @@ def test_an_application_that_freezes_objects_itself_keeps_them_frozen(workspace,
     assert run["state"]["result_state"] == "SUCCESS"
     assert gc.get_freeze_count() >= mine  # nbjobs did not unfreeze what it did not freeze
     assert gc.isenabled()
+
+
+@pytest.mark.pure
+def test_runs_get_builds_its_answer_with_the_collector_paused(workspace, clean_collector, monkeypatch):
+    # runs/get of a 10,000-task run allocates tens of thousands of dicts: collections during it were
+    # what made benchmark 3 superlinear (docs/performance.md)
+    import nbjobs.api_json as api_json
+    seen: list[bool] = []
+    original = api_json.run_json
+
+    def recording(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(api_json, "run_json", recording)
+    run = workspace.run_now(workspace.create_job(conditions_job(3)))
+    seen.clear()
+    workspace.get_run(run["run_id"])
+    assert seen == [False]
+    assert gc.isenabled()

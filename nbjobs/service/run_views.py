@@ -26,7 +26,6 @@ class RunViewsMixin:
         return {t["task_run_id"]: self.store.child_task_runs(t["task_run_id"])
                 for t in task_rows if _runs_nested_tasks(t["task"])}
 
-    @gc_paused
     def run_notifications(self, run_id: int) -> list[dict]:
         """The run's notification deliveries (`nbjobs.notify`), oldest first; secrets never appear."""
         if self.store.get_run(int(run_id), settings=False) is None:
@@ -34,6 +33,7 @@ class RunViewsMixin:
         from ..notify.views import deliveries_json
         return deliveries_json(self.store.list_deliveries(int(run_id)))
 
+    @gc_paused
     def get_run(self, run_id: int, *, include_history: bool = True) -> dict:
         """runs/get. A task run id gives that task run (a for-each task run lists its iterations)."""
         row = self.store.get_run(int(run_id), settings=False)  # runs/get does not echo the settings
