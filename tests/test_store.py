@@ -4,6 +4,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import inspect
@@ -179,3 +180,16 @@ def test_cancel_requests_count_and_task_flags(tmp_path):
     store.end_run(run_id, life_cycle_state="TERMINATED", result_state="CANCELED", message="stop")
     assert store.get_task_run(ids["a"])["result_state"] == "CANCELED"
     assert store.cancel_requests(run_id) == (2, [])   # only active task runs are reported
+
+
+@pytest.mark.kernels
+def test_processes_opening_a_new_workspace_at_once_all_get_it(tmp_path):
+    # the first open switches the file to WAL and migrates it; the others must wait, not fail
+    home, start = tmp_path / "home", time.time() + 2
+    code = ("import sys, time; from nbjobs.store import Store; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+            "s = Store(sys.argv[1]); print(s.schema_version); s.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(home), str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {str(schema.SCHEMA_VERSION)}

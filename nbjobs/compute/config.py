@@ -26,6 +26,29 @@ CONFIG_NAMES = ("config.yml", "config.yaml", "config.json")
 DEFAULT_CLUSTER_BACKEND = "dask"
 
 
+def read_workspace_config(home: str | os.PathLike) -> tuple[dict, Path | None]:
+    """The workspace config (`<home>/config.yml`, `.yaml` or `.json`) as a mapping, and its path
+    ({}, None when there is none); ConfigError names the file when it cannot be read."""
+    for name in CONFIG_NAMES:
+        path = Path(home) / name
+        if path.is_file():
+            break
+    else:
+        return {}, None
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            data = json.loads(text) if text.strip() else {}
+        else:
+            import yaml
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot read the workspace config: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data, path
+
+
 class ConfigError(ValueError):
     """The workspace config cannot be used; the message names the file and the field."""
 
@@ -64,23 +87,9 @@ def load_compute_config(home: str | os.PathLike | None) -> ComputeConfig:
     """Read the `compute` section (an absent file or section is the defaults)."""
     if home is None:
         return ComputeConfig()
-    for name in CONFIG_NAMES:
-        path = Path(home) / name
-        if path.is_file():
-            break
-    else:
+    data, path = read_workspace_config(home)
+    if path is None:
         return ComputeConfig()
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            data = json.loads(text) if text.strip() else {}
-        else:
-            import yaml
-            data = yaml.safe_load(text) or {}
-    except Exception as exc:
-        raise ConfigError(f"{path}: cannot read the workspace config: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
     section = data.get("compute") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: `compute` must be a mapping")

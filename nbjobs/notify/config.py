@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..compute.config import CONFIG_NAMES, ConfigError
+from ..compute.config import ConfigError, read_workspace_config
 
 __all__ = ["DESTINATION_TYPES", "Destination", "NotificationsConfig", "SmtpConfig", "load_notifications_config",
            "redact"]
@@ -86,28 +86,6 @@ def redact(url: str) -> str:
         return "<invalid url>"
     tail = "/…" if (parts.path not in ("", "/") or parts.query) else ""
     return f"{parts.scheme}://{host}{port}{tail}"
-
-
-def _read(home: str | os.PathLike) -> tuple[dict, Path | None]:
-    for name in CONFIG_NAMES:
-        path = Path(home) / name
-        if path.is_file():
-            break
-    else:
-        return {}, None
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            import json
-            data = json.loads(text) if text.strip() else {}
-        else:
-            import yaml
-            data = yaml.safe_load(text) or {}
-    except Exception as exc:
-        raise ConfigError(f"{path}: cannot read the workspace config: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data, path
 
 
 def _url(path: Path, where: str, value: Any) -> str:
@@ -194,7 +172,7 @@ def load_notifications_config(home: str | os.PathLike | None) -> NotificationsCo
     """Read the `notifications` section (an absent file or section: no destinations, no SMTP server)."""
     if home is None:
         return NotificationsConfig()
-    data, path = _read(home)
+    data, path = read_workspace_config(home)
     section = data.get("notifications")
     if path is None or section is None:
         return NotificationsConfig(path=path)

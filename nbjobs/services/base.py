@@ -131,9 +131,13 @@ class LoopService(Service):
             else:
                 self.beat()
             try:
-                await asyncio.wait_for(self._stopped.wait(), self.interval)
+                await asyncio.wait_for(self._stopped.wait(), self.next_wait())
             except asyncio.TimeoutError:
                 pass
+
+    def next_wait(self) -> float:
+        """Seconds until the next `run_once` (default: `interval`)."""
+        return self.interval
 
     async def stop(self) -> None:
         if self._stopped is not None:

@@ -10,7 +10,6 @@ effect without a restart. A slot reached more than `grace` seconds late is recor
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -42,25 +41,13 @@ class SchedulerService(LoopService):
         self.last_check: float | None = None
 
     async def start(self, context: ServiceContext) -> None:
-        """Like LoopService, but wakes at the next slot when it comes before the next check."""
-        self.context = context
-        self._stopped = asyncio.Event()
-        while not self._stopped.is_set():
-            try:
-                await self.run_once()
-            except Exception as exc:  # noqa: BLE001 - reported in health, the loop goes on
-                self.last_error, self.last_error_time = f"{type(exc).__name__}: {exc}", time.time()
-                context.log.warning("nbjobs service %s: %s", self.name, self.last_error)
-            else:
-                self.beat()
-            wait = self.interval
-            upcoming = [t.next.timestamp() for t in self.timers.values() if t.next is not None]
-            if upcoming:
-                wait = max(0.0, min(wait, min(upcoming) - time.time()))
-            try:
-                await asyncio.wait_for(self._stopped.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+        self.last_check = None  # the first check settles the slots a dead lease holder left half-started
+        await super().start(context)
+
+    def next_wait(self) -> float:
+        """Wake at the next slot when it comes before the next check."""
+        upcoming = [t.next.timestamp() for t in self.timers.values() if t.next is not None]
+        return max(0.0, min(self.interval, min(upcoming) - time.time())) if upcoming else self.interval
 
     async def run_once(self) -> None:
         assert self.context is not None
@@ -71,6 +58,8 @@ class SchedulerService(LoopService):
         assert self.context is not None
         store = self.context.store
         now = now or datetime.now(timezone.utc)
+        if self.last_check is None:  # first check while holding the lease: a dead holder's half-started slots
+            store.settle_claims(self.context.holder)
         jobs = schema.jobs
         query = select(jobs.c.job_id, jobs.c.settings_json, jobs.c.created_time).where(
             or_(jobs.c.settings_json.like('%"schedule"%'), jobs.c.settings_json.like('%"trigger"%')))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -432,11 +434,27 @@ _DEFAULTS = {"life_cycle_state": "PENDING", "state_message": "", "attempt_number
 def _on_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin), DDL included
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+
+
+def _use_wal(cursor, wait: float = 30.0) -> None:
+    """WAL mode (kept in the file once set). Switching needs the database to itself, which fails at once
+    with "database is locked" (no busy wait) while another process opening a new workspace holds it:
+    retry then, bounded."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _on_begin(conn) -> None:

@@ -54,6 +54,25 @@ class SlotStore:
                 (t.trigger_slots.c.job_id == job_id) & (t.trigger_slots.c.slot_time == slot_time))
                 .values(status=status, run_id=run_id, message=message))
 
+    def settle_claims(self, holder: str) -> int:
+        """Slots another holder claimed but never finished (it died between the claim and its run):
+        STARTED with the run it created, if any, else FAILED. Only the lease holder calls this, so no
+        other scheduler is mid-claim. Returns how many were settled."""
+        slots, runs = t.trigger_slots, t.runs
+        with self._write() as conn:
+            stale = list(conn.execute(select(slots.c.job_id, slots.c.slot_time, slots.c.trigger, slots.c.holder)
+                                      .where((slots.c.status == "CLAIMED") & (slots.c.holder != holder))))
+            for job_id, slot_time, trigger, dead in stale:
+                run_id = conn.execute(select(runs.c.run_id).where(
+                    (runs.c.job_id == job_id) & (runs.c.trigger == trigger) & (runs.c.trigger_time == slot_time))
+                    .order_by(runs.c.run_id).limit(1)).scalar()
+                values = dict(status="STARTED", run_id=run_id) if run_id is not None else dict(
+                    status="FAILED", message=f"the scheduler that claimed this slot ({dead}) stopped before "
+                                             "starting its run")
+                conn.execute(update(slots).where((slots.c.job_id == job_id) & (slots.c.slot_time == slot_time))
+                             .values(**values))
+            return len(stale)
+
     def job_slots(self, job_id: int, limit: int = 10) -> list[dict[str, Any]]:
         """The job's most recent slots, newest first."""
         with self.engine.connect() as conn:
