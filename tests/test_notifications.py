@@ -6,6 +6,8 @@ import email
 import http.server
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -286,6 +288,29 @@ def test_a_task_skipped_after_an_upstream_failure(ws, receiver, tmp_path, suppre
 
 
 # -- delivery -------------------------------------------------------------------------------------------
+
+def test_a_run_whose_process_died_notifies_its_failure_once_when_it_is_recovered(ws, receiver):
+    job = {"name": "crashed", "webhook_notifications": {"on_failure": [{"id": "job-hook"}]},
+           "tasks": [{"task_key": "t", **COND, "webhook_notifications": {"on_failure": [{"id": "task-hook"}]}}]}
+    code = ("import json, os, sys\nfrom nbjobs.service import Workspace\n"
+            "ws = Workspace(sys.argv[1])\nrun_id = ws.start_run(ws.create_job(json.loads(sys.argv[2])))\n"
+            "ws.store.update_run(run_id, life_cycle_state='RUNNING')\n"
+            "ws.store.update_task_run(ws.store.task_runs(run_id)[0]['task_run_id'], life_cycle_state='RUNNING')\n"
+            "print(run_id, flush=True)\nos._exit(0)\n")  # ends like a crash: the run is left RUNNING
+    out = subprocess.run([sys.executable, "-c", code, str(ws.home), json.dumps(job)], check=True,
+                         capture_output=True, text=True).stdout
+    run_id = int(out.split()[-1])
+    run = ws.wait(run_id, timeout=30)  # finds the run's process gone: ends it INTERNAL_ERROR
+    assert run["state"]["life_cycle_state"] == "INTERNAL_ERROR"
+    deliveries = settle(ws)
+    assert events_of(receiver, "/job") == ["jobs.on_failure"]
+    assert events_of(receiver, "/task") == ["jobs.on_failure"]
+    assert "ended before the run finished" in receiver.bodies("/job")[0]["failed_tasks"][0]["error"]
+    assert {d["result"] for d in deliveries} == {"DELIVERED"} and len(deliveries) == 2
+    Workspace(ws.home).close()  # opening the folder again recovers nothing more, sends nothing more
+    settle(ws)
+    assert events_of(receiver, "/job") == ["jobs.on_failure"]
+
 
 def test_a_500_is_retried_with_backoff(ws, receiver):
     receiver.answers["/flaky"] = [500, 503]

@@ -292,6 +292,24 @@ def watch_run(home: str | os.PathLike, run_id: int, settings: Any) -> RunWatch |
     return notifier_for(home).watch(run_id, settings)
 
 
+def notify_recovered(store: Any, run_ids: list[int]) -> None:
+    """Runs just ended INTERNAL_ERROR because their process died (`Store.recover_orphans`, which returns
+    only the runs its own transaction ended, so this runs once per run): the run_end, and a task_end for
+    each task cut short, go to the notifier as if the dead process had sent them."""
+    bus = bus_for(store.home)
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if run is None or watch_run(store.home, run_id, run["settings"] or {}) is None:
+            continue
+        for row in store.task_runs(run_id):
+            if row["life_cycle_state"] == "INTERNAL_ERROR":
+                bus.publish(RunEvent("task_end", run_id, row["task_key"], row["task_run_id"], "INTERNAL_ERROR",
+                                     row["result_state"], row["state_message"] or "", row=row,
+                                     attempt_number=row.get("attempt_number") or 0))
+        bus.publish(RunEvent("run_end", run_id, life_cycle_state=run["life_cycle_state"],
+                             result_state=run["result_state"], message=run["state_message"] or ""))
+
+
 def close_notifier(home: str | os.PathLike, timeout: float = DRAIN_SECONDS) -> None:
     """The last workspace of `home` in this process closes: finish (or abandon) its deliveries."""
     key = os.path.normcase(os.path.abspath(Path(home)))

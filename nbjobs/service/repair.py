@@ -10,6 +10,7 @@ from ..refs import ReferenceResolutionError, RefContext, resolve
 from ..spec import JobSettings
 from ..states import ResultState
 from ..store import ACTIVE_STATES, Store, utc_from_ms
+from .recovery import recover_orphans
 from .runs import _subset
 
 
@@ -31,7 +32,7 @@ class RepairMixin:
         wait=True returns the repaired run's runs/get JSON."""
         from ..plan import JobGraph, repair_selection
         from ..runner import plan_task
-        self.store.recover_orphans()
+        recover_orphans(self.store)
         run = self.store.get_run(int(run_id))
         if run is None:
             if self.store.get_task_run(int(run_id)) is not None:

@@ -17,6 +17,7 @@ from ..refs import ReferenceResolutionError, RefContext, resolve
 from ..runner import RunDriver
 from ..spec import JobSettings
 from ..store import ACTIVE_STATES, Store, TokenOfDeletedRun, utc_from_ms
+from .recovery import recover_orphans
 from ..tasks.run_job import called_job_ids
 
 
@@ -249,7 +250,7 @@ class RunsMixin:
         row = self._run_row(run) if isinstance(run, int) else run
         if row["life_cycle_state"] in ACTIVE_STATES and row.get("pid") not in (None, os.getpid()) \
                 and not self._driven(row):
-            self.store.recover_orphans()
+            recover_orphans(self.store)
 
     # -- run_job_task helpers -------------------------------------------------------------------
     def _run_job_cycle(self, job_id: int, settings: Mapping[str, Any] | None = None) -> list[int] | None:

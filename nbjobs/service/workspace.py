@@ -14,6 +14,7 @@ from ..events import bus_for
 from ..runner import RunDriver
 from ..spec import JobSettings
 from ..store import Store
+from .recovery import recover_orphans
 from .control import ControlMixin
 from .jobs import JobsMixin
 from .repair import RepairMixin
@@ -46,7 +47,7 @@ class Workspace(JobsMixin, RunsMixin, RunViewsMixin, RepairMixin, ControlMixin):
         self._validated: dict[int, JobSettings] = {}  # run_id -> settings validated by _start_run
         # runs executing in this process (any Workspace of this folder): run_id -> RunDriver (None: starting)
         self._drivers: dict[int, RunDriver | None] = _DRIVERS.setdefault(self.home, {})
-        self.store.recover_orphans()
+        recover_orphans(self.store)
         _OPEN.add(self)
 
     def __repr__(self) -> str:

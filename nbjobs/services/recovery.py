@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from .._proc import pid_alive
+from ..service.recovery import recover_orphans
 from ..store import ACTIVE_STATES, schema
 from .base import LoopService, in_thread
 
@@ -46,7 +47,7 @@ class RecoveryService(LoopService):
             pids = {pid for (pid,) in conn.execute(query)}
         if all(pid is not None and pid_alive(pid) for pid in pids):
             return []
-        return store.recover_orphans()
+        return recover_orphans(store)
 
     def health(self) -> dict[str, Any]:
         return {**super().health(), "interval": self.interval, "last_check": self.last_check,
