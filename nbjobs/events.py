@@ -16,8 +16,9 @@ import os
 import queue
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
+
+from ._folders import PerFolder
 
 __all__ = ["EVENT_KINDS", "EventBus", "EventHandler", "RunEvent", "Subscription", "bus_for"]
 
@@ -173,15 +174,9 @@ class EventBus:
         return self._subs
 
 
-_BUSES: dict[str, EventBus] = {}
-_BUSES_LOCK = threading.Lock()
+_BUSES: PerFolder[EventBus] = PerFolder(lambda _key: EventBus())
 
 
 def bus_for(home: str | os.PathLike) -> EventBus:
     """The process's bus of a workspace folder: every Workspace of that folder publishes there."""
-    key = os.path.normcase(os.path.abspath(Path(home)))
-    with _BUSES_LOCK:
-        bus = _BUSES.get(key)
-        if bus is None:
-            bus = _BUSES[key] = EventBus()
-        return bus
+    return _BUSES.get(home)

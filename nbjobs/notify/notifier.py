@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._folders import PerFolder
 from ..events import RunEvent, Subscription, bus_for
 from .config import ConfigError, Destination, NotificationsConfig, load_notifications_config
 from .messages import MessageContext, first_line
@@ -268,18 +269,12 @@ class _Lane:
                 future.set_exception(exc)
 
 
-_NOTIFIERS: dict[str, Notifier] = {}
-_LOCK = threading.Lock()
+_NOTIFIERS: PerFolder[Notifier] = PerFolder(lambda key: Notifier(key))
 
 
 def notifier_for(home: str | os.PathLike) -> Notifier:
     """The process's notifier of a workspace folder."""
-    key = os.path.normcase(os.path.abspath(Path(home)))
-    with _LOCK:
-        notifier = _NOTIFIERS.get(key)
-        if notifier is None:
-            notifier = _NOTIFIERS[key] = Notifier(key)
-        return notifier
+    return _NOTIFIERS.get(home)
 
 
 def watch_run(home: str | os.PathLike, run_id: int, settings: Any) -> RunWatch | None:
@@ -312,9 +307,7 @@ def notify_recovered(store: Any, run_ids: list[int]) -> None:
 
 def close_notifier(home: str | os.PathLike, timeout: float = DRAIN_SECONDS) -> None:
     """The last workspace of `home` in this process closes: finish (or abandon) its deliveries."""
-    key = os.path.normcase(os.path.abspath(Path(home)))
-    with _LOCK:
-        notifier = _NOTIFIERS.pop(key, None)
+    notifier = _NOTIFIERS.pop(home)
     if notifier is not None:
         notifier.close(timeout)
         if notifier._store is not None:
